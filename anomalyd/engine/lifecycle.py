@@ -1,0 +1,216 @@
+"""Alert lifecycle (firing -> resolved) and circuit-breaker commands.
+
+One record per state change, never one per event. Every id is a hash of the
+rule, the group and event times, so the same input always yields the same
+ids and a consumer can drop duplicates after a restart.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from typing import Any, Callable, Hashable
+
+from .rules.model import RuleBase
+from .state import Timers
+from .timeutil import format_duration, format_ts, parse_duration
+
+ALERTS, SHADOW_ALERTS, COMMANDS, DEAD_LETTER = "alerts", "alerts-shadow", "breaker-commands", "dead-letter"
+
+Output = tuple[str, str, dict]  # (logical topic, key, value)
+
+
+def _h(text: str, size: int) -> str:
+    return hashlib.blake2b(text.encode(), digest_size=size).hexdigest()
+
+
+def _num(v: Any) -> Any:
+    """JSON-friendly number: integral floats as ints, NaN/inf as None."""
+    if type(v) is float:
+        if not math.isfinite(v):
+            return None
+        if v.is_integer() and abs(v) < 2**53:
+            return int(v)
+        return round(v, 6)
+    return v
+
+
+class _Fmt(dict):
+    def __missing__(self, key: str) -> str:
+        return "{" + key + "}"
+
+
+class Active:
+    """A firing episode of one group."""
+
+    __slots__ = ("started", "alert_id", "holds", "last_true", "value", "threshold", "details")
+
+    def __init__(self, started: int, alert_id: str):
+        self.started = started
+        self.alert_id = alert_id
+        self.holds = True
+        self.last_true = started
+        self.value: Any = None
+        self.threshold: Any = None
+        self.details: dict = {}
+
+
+class ScopeState:
+    __slots__ = ("groups", "opened", "expires", "command_id", "alert_id")
+
+    def __init__(self, opened: int, expires: int, command_id: str, alert_id: str):
+        self.groups: set = set()
+        self.opened = opened
+        self.expires = expires
+        self.command_id = command_id
+        self.alert_id = alert_id
+
+
+class Lifecycle:
+    def __init__(self, rule: RuleBase, group_of: Callable[[Hashable], dict]):
+        self.rule = rule
+        self.version = rule.version
+        self.group_of = group_of
+        self.cooldown = rule.ms("cooldown")
+        self.active: dict[Hashable, Active] = {}
+        self.timers = Timers()  # cooldown expiries
+        self.scopes: dict[str, ScopeState] = {}
+        self.topic = SHADOW_ALERTS if rule.mode == "shadow" else ALERTS
+        b = rule.breaker if rule.mode == "live" else None
+        self.breaker = b
+        self.ttl = parse_duration(b.ttl) if b else 0
+        self.counts: dict[tuple[str, str], int] = {}  # (severity, status) -> n, for metrics
+        self.commands: dict[str, int] = {}
+        self.window_text = format_duration(rule.ms("window")) if getattr(rule, "window", None) else ""
+
+    # -- the one entry point rule types call -------------------------------
+    def update(self, key: Hashable, holds: bool, now: int, value: Any, threshold: Any,
+               evidence: list[str], details: dict | None, out: list[Output]) -> None:
+        a = self.active.get(key)
+        if a is None:
+            if holds:
+                self._fire(key, now, value, threshold, evidence, details or {}, out)
+            return
+        if holds:
+            a.holds = True
+            a.last_true = now
+            a.value, a.threshold, a.details = value, threshold, details or {}
+            if self.breaker:
+                self._reopen_if_lapsed(key, a, now, out)
+            return
+        a.holds = False
+        a.value, a.threshold, a.details = value, threshold, details or a.details
+        if now - a.last_true >= self.cooldown:
+            self._resolve(key, a, now, evidence, out)
+        else:
+            self.timers.add(a.last_true + self.cooldown, key)
+
+    def advance(self, now: int, out: list[Output]) -> None:
+        timers = self.timers
+        while timers.heap and timers.heap[0] <= now:
+            t, keys = timers.pop()
+            for key in sorted(keys, key=repr):  # sorted: output order is deterministic
+                a = self.active.get(key)
+                if a is not None and not a.holds and t - a.last_true >= self.cooldown:
+                    self._resolve(key, a, t, [], out)
+
+    # -- records ------------------------------------------------------------
+    def fingerprint(self, key: Hashable) -> str:
+        group = self.group_of(key)
+        return _h(self.rule.id + "\x00" + json.dumps(group, sort_keys=True, default=str), 8)
+
+    def _alert(self, key: Hashable, status: str, a: Active, now: int, evidence: list[str]) -> dict:
+        rule = self.rule
+        group = self.group_of(key)
+        fp = self.fingerprint(key)
+        value, threshold = _num(a.value), _num(a.threshold)
+        details = {k: _num(v) for k, v in a.details.items()}
+        if status == "firing":
+            alert_id = a.alert_id
+        else:
+            alert_id = _h(f"{fp}|{a.started}|resolved|{now}", 16)
+        fields = _Fmt(group)
+        fields.update(details)
+        fields.update(value=value, threshold=threshold, rule_id=rule.id, severity=rule.severity,
+                      source=rule.source, window=self.window_text, group=group)
+        if rule.message:
+            message = rule.message.format_map(fields)
+        else:
+            where = ", ".join(f"{k}={v}" for k, v in group.items())
+            message = f"{rule.description or rule.id}{' (' + where + ')' if where else ''}: value {value}, threshold {threshold}"
+        self.counts[(rule.severity, status)] = self.counts.get((rule.severity, status), 0) + 1
+        return {
+            "alert_id": alert_id, "fingerprint": fp, "rule_id": rule.id, "rule_version": self.version,
+            "severity": rule.severity, "status": status, "source": rule.source, "group": group,
+            "value": value, "threshold": threshold, "message": message, "labels": dict(rule.labels),
+            "started_at": format_ts(a.started), "ts": format_ts(now), "evidence": list(evidence),
+            "details": details, "shadow": rule.mode == "shadow", "runbook": rule.runbook, "owner": rule.owner,
+        }
+
+    def _fire(self, key: Hashable, now: int, value: Any, threshold: Any, evidence: list[str],
+              details: dict, out: list[Output]) -> None:
+        fp = self.fingerprint(key)
+        a = Active(now, _h(f"{fp}|{now}|firing", 16))
+        a.value, a.threshold, a.details = value, threshold, details
+        self.active[key] = a
+        rec = self._alert(key, "firing", a, now, evidence)
+        out.append((self.topic, fp, rec))
+        if self.breaker:
+            self._open(key, a, now, rec["message"], out)
+
+    def _resolve(self, key: Hashable, a: Active, now: int, evidence: list[str], out: list[Output]) -> None:
+        del self.active[key]
+        rec = self._alert(key, "resolved", a, now, evidence)
+        out.append((self.topic, rec["fingerprint"], rec))
+        if self.breaker:
+            self._close(key, now, rec, out)
+
+    # -- breaker ------------------------------------------------------------
+    def _scope(self, key: Hashable) -> tuple[str, dict]:
+        group = self.group_of(key)
+        scope = {f: group.get(f) for f in self.breaker.scope}
+        return ",".join(f"{k}={v}" for k, v in scope.items()), scope
+
+    def _command(self, action: str, skey: str, scope: dict, s: ScopeState, now: int, reason: str, out: list[Output]) -> None:
+        cid = s.command_id if action == "open" else _h(f"{s.command_id}|close|{now}", 16)
+        self.commands[action] = self.commands.get(action, 0) + 1
+        out.append((COMMANDS, skey, {
+            "command_id": cid, "action": action, "breaker": self.breaker.action, "scope": scope,
+            "rule_id": self.rule.id, "alert_id": s.alert_id, "reason": reason,
+            "ts": format_ts(now), "expires_at": format_ts(s.expires),
+        }))
+
+    def _open(self, key: Hashable, a: Active, now: int, reason: str, out: list[Output]) -> None:
+        skey, scope = self._scope(key)
+        s = self.scopes.get(skey)
+        if s is None or s.expires <= now:  # not open, or lapsed by its ttl
+            groups = s.groups if s else set()
+            s = ScopeState(now, now + self.ttl, _h(f"{self.rule.id}|{skey}|{now}|open", 16), a.alert_id)
+            s.groups = groups
+            self.scopes[skey] = s
+            self._command("open", skey, scope, s, now, reason, out)
+        s.groups.add(key)
+
+    def _reopen_if_lapsed(self, key: Hashable, a: Active, now: int, out: list[Output]) -> None:
+        skey, _ = self._scope(key)
+        s = self.scopes.get(skey)
+        if s is None or s.expires <= now:
+            self._open(key, a, now, f"still firing after the breaker lapsed: {self.rule.id}", out)
+
+    def _close(self, key: Hashable, now: int, rec: dict, out: list[Output]) -> None:
+        skey, scope = self._scope(key)
+        s = self.scopes.get(skey)
+        if s is None:
+            return
+        s.groups.discard(key)
+        if s.groups:
+            return  # another group in the same scope still fires
+        del self.scopes[skey]
+        if s.expires > now:  # a lapsed command needs no close
+            s.alert_id = rec["alert_id"]
+            self._command("close", skey, scope, s, now, f"resolved: {rec['message']}", out)
+
+    @property
+    def next_due(self) -> float:
+        return self.timers.next

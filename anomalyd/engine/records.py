@@ -1,0 +1,66 @@
+"""Output records (contract section 4) and the dead-letter record."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+GroupValue = str | int | float
+
+
+class Alert(BaseModel):
+    """One alert state change: `firing` or `resolved`. Key on `alerts`: fingerprint."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    alert_id: str = Field(description="Deterministic id of this state change: same input, same id")
+    fingerprint: str = Field(description="Stable id of (rule, group)")
+    rule_id: str
+    rule_version: str = Field(description="Hash of the rule's definition")
+    severity: Literal["P0", "P1", "P2", "P3"]
+    status: Literal["firing", "resolved"]
+    source: str
+    group: dict[str, GroupValue | None]
+    value: float | int | None = Field(description="Observed value at the state change")
+    threshold: float | int | None = Field(description="The bar the value was compared with")
+    message: str
+    labels: dict[str, str]
+    started_at: str = Field(description="Event time the episode started (RFC 3339)")
+    ts: str = Field(description="Event time of this state change (RFC 3339)")
+    evidence: list[str] = Field(description="Ids of events that led to this state")
+    details: dict[str, float | int | str | None] = Field(default_factory=dict, description="Type-specific figures")
+    shadow: bool = Field(default=False, description="True for rules in shadow mode")
+    runbook: str | None = None
+    owner: str | None = None
+
+
+class BreakerCommand(BaseModel):
+    """A circuit-breaker command. Key on `breaker-commands`: the scope string."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command_id: str
+    action: Literal["open", "close"]
+    breaker: str = Field(description="The rule's breaker action, e.g. pause_sales")
+    scope: dict[str, GroupValue | None]
+    rule_id: str
+    alert_id: str
+    reason: str
+    ts: str
+    expires_at: str
+
+
+class DeadLetter(BaseModel):
+    """A rejected input record. Key on `dead-letter`: the source topic."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source_topic: str | None
+    partition: int | None = None
+    offset: int | None = None
+    line: int | None = Field(default=None, description="Line number in a replayed file")
+    key: str | None = None
+    original: str = Field(description="The record's original text (undecodable bytes replaced)")
+    reason: str = Field(description="One line: why it was rejected")
+    reason_code: str = Field(description="Stable category, also the metric label")

@@ -1,0 +1,1 @@
+"""Rule model, loading with FILE:LINE:COL errors, and condition compilation."""

@@ -1,0 +1,404 @@
+"""Load a rules directory: safe YAML, whole-set validation, FILE:LINE:COL errors.
+
+YAML is composed (never constructed by PyYAML's object constructor) into
+nodes, and we build the Python values ourselves while recording each key's
+and value's position. Any tag outside YAML's plain types is an error, aliases
+are followed with a node budget (no "billion laughs"), and duplicate keys are
+refused instead of silently overwritten.
+"""
+
+from __future__ import annotations
+
+import difflib
+import string
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from ..events import EVENT_MODELS, field_kinds
+from .model import RULE_TYPES, Breaker, Condition, RuleBase
+
+MAX_NODES = 200_000  # per file, counting alias expansions
+MAX_FILE_BYTES = 8 * 1024 * 1024
+_PLAIN_TAGS = {
+    "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:seq",
+}
+
+
+@dataclass(frozen=True, order=True)
+class RuleError:
+    file: str
+    line: int
+    col: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.file}:{self.line}:{self.col}: {self.message}"
+
+
+class RuleLoadError(Exception):
+    """A rules directory that failed to load; `errors` holds every problem."""
+
+    def __init__(self, errors: list[RuleError]):
+        self.errors = sorted(errors)
+        super().__init__("\n".join(str(e) for e in self.errors))
+
+
+@dataclass
+class LoadedRule:
+    rule: RuleBase
+    file: str
+    line: int
+    col: int
+
+
+@dataclass
+class RuleSet:
+    rules: list[LoadedRule] = field(default_factory=list)
+    files: list[str] = field(default_factory=list)
+
+    @property
+    def version(self) -> str:
+        import hashlib
+
+        h = hashlib.sha256()
+        for lr in sorted(self.rules, key=lambda r: r.rule.id):
+            h.update(f"{lr.rule.id}={lr.rule.version};".encode())
+        return h.hexdigest()[:16]
+
+    def enabled(self) -> list[RuleBase]:
+        return [lr.rule for lr in self.rules if lr.rule.enabled]
+
+
+class _Positions(dict):
+    """path tuple -> (key (line, col), value (line, col)), 1-based."""
+
+
+class _Budget(Exception):
+    pass
+
+
+def _pos(mark: yaml.Mark) -> tuple[int, int]:
+    return mark.line + 1, mark.column + 1
+
+
+def _build(node: yaml.Node, path: tuple, pos: _Positions, ctor: yaml.SafeLoader, errs: list, fname: str, budget: list[int]) -> Any:
+    budget[0] += 1
+    if budget[0] > MAX_NODES:
+        raise _Budget()
+    if node.tag not in _PLAIN_TAGS:
+        line, col = _pos(node.start_mark)
+        errs.append(RuleError(fname, line, col, f"YAML tag {node.tag!r} is not allowed in rule files (plain values only)"))
+        return None
+    if isinstance(node, yaml.MappingNode):
+        out: dict = {}
+        for knode, vnode in node.value:
+            if not isinstance(knode, yaml.ScalarNode):
+                line, col = _pos(knode.start_mark)
+                errs.append(RuleError(fname, line, col, "mapping keys must be plain scalars"))
+                continue
+            key = ctor.construct_object(knode)
+            if key in out:
+                line, col = _pos(knode.start_mark)
+                errs.append(RuleError(fname, line, col, f"duplicate key {key!r}"))
+                continue
+            pos[path + (key,)] = (_pos(knode.start_mark), _pos(vnode.start_mark))
+            out[key] = _build(vnode, path + (key,), pos, ctor, errs, fname, budget)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        items = []
+        for i, item in enumerate(node.value):
+            p = _pos(item.start_mark)
+            pos[path + (i,)] = (p, p)
+            items.append(_build(item, path + (i,), pos, ctor, errs, fname, budget))
+        return items
+    try:
+        return ctor.construct_object(node)
+    except (yaml.YAMLError, ValueError) as exc:
+        line, col = _pos(node.start_mark)
+        errs.append(RuleError(fname, line, col, f"bad value: {exc}"))
+        return None
+
+
+def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
+    """The pydantic model whose keys live at `loc` inside a rule of class `cls`."""
+    model: type[BaseModel] | None = cls
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if part in ("where", "numerator"):
+            model = Condition
+        elif part == "breaker":
+            model = Breaker
+        else:
+            return model
+    return model
+
+
+def _explain(cls: type[RuleBase], err: dict, rule_path: tuple, pos: _Positions, rule_pos: tuple[int, int], raw: dict) -> tuple[tuple[int, int], str]:
+    loc = tuple(err["loc"])
+    if err["type"] == "value_error" and len(loc) == 2 and loc[0] in ("where", "numerator") and rule_path + loc + ("value",) in pos:
+        loc = loc + ("value",)  # a condition's op/value mismatch: point at the value
+    # Union members add names such as 'float' or 'list[...]' to loc: keep the
+    # longest prefix that is a real place in the file.
+    real = loc
+    while real and rule_path + real not in pos:
+        real = real[:-1]
+    where = ".".join(str(p) for p in real) or "rule"
+    kind = err["type"]
+    if kind == "extra_forbidden":
+        key = loc[-1]
+        model = _model_at(cls, loc[:-1])
+        allowed = sorted(model.model_fields) if model else []
+        if model is cls:
+            allowed.append("type")
+        hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
+        text = f"unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(allowed)})")
+        return pos[rule_path + loc][0], text
+    if kind == "missing":
+        parent = loc[:-1]
+        at = pos[rule_path + parent][1] if parent and rule_path + parent in pos else rule_pos
+        return at, f"missing required key {loc[-1]!r}" + (f" in {'.'.join(map(str, parent))}" if parent else "")
+    at = pos[rule_path + real][1] if real else rule_pos
+    msg = err["msg"].removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch" and real and real[-1] == "id":
+        msg = "rule id must match [a-z0-9_-]+"
+    elif kind == "string_pattern_mismatch":
+        msg = f"bad duration {err['input']!r}: use a whole number with ms, s, m, h or d (e.g. 30s, 10m)"
+    return at, f"{where}: {msg}"
+
+
+def _known_field(source: str, name: Any) -> bool:
+    if not isinstance(name, str):
+        return False
+    if name.startswith("attrs.") and len(name) > 6:
+        return True
+    return name in field_kinds(source)
+
+
+def _field_error(source: str, name: str) -> str:
+    known = sorted(field_kinds(source))
+    hint = difflib.get_close_matches(name, known, n=1, cutoff=0.6)
+    return f"unknown field {name!r} for source {source}" + (
+        f"; did you mean {hint[0]!r}?" if hint else f" (fields: {', '.join(known)}, or attrs.NAME)"
+    )
+
+
+_TEMPLATE_COMMON = {"value", "threshold", "rule_id", "severity", "source", "window", "count", "group"}
+_TEMPLATE_DETAILS = {
+    "threshold": {"event_id"},
+    "change": {"baseline", "change_pct", "event_id"},
+    "surge": {"current", "previous", "change_pct"},
+    "ratio": {"numerator", "denominator"},
+    "count": set(),
+    "absence": {"silent_for", "last_seen"},
+}
+
+
+def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_pos: tuple) -> list[RuleError]:
+    """Checks pydantic cannot make alone: field names per source, operators on
+    the field's type, breaker scope, message placeholders. Works on the raw
+    mapping, so these errors are reported even when the rule has others."""
+    out: list[RuleError] = []
+    if src not in EVENT_MODELS:
+        return out
+    kinds = field_kinds(src)
+    rtype = raw.get("type")
+    group_by = raw.get("group_by") if isinstance(raw.get("group_by"), list) else []
+
+    def err(path: tuple, msg: str, key: bool = False) -> None:
+        p = pos.get(rp + path)
+        line, col = (p[0] if key else p[1]) if p else rule_pos
+        out.append(RuleError(fname, line, col, msg))
+
+    def check_field(path: tuple, name: Any) -> bool:
+        if not isinstance(name, str):
+            return False  # pydantic reports the type
+        if not _known_field(src, name):
+            err(path, _field_error(src, name))
+            return False
+        return True
+
+    def check_conditions(name: str) -> None:
+        conds = raw.get(name)
+        if not isinstance(conds, list):
+            return
+        for i, c in enumerate(conds):
+            if not isinstance(c, dict) or not check_field((name, i, "field"), c.get("field")):
+                continue
+            f, op, v = c["field"], c.get("op"), c.get("value")
+            kind, choices = kinds.get(f, ("any", None))
+            if op in ("<", "<=", ">", ">=") and kind != "number" and not f.startswith("attrs."):
+                err((name, i, "op"), f"op {op!r} compares numbers but {f} is a {kind}")
+            if choices and op != "exists":
+                for val in v if isinstance(v, list) else [v]:
+                    if isinstance(val, str) and val not in choices:
+                        err((name, i, "value"), f"{f} is one of {', '.join(choices)}; {val!r} never matches")
+
+    for i, g in enumerate(group_by):
+        check_field(("group_by", i), g)
+    if len({g for g in group_by if isinstance(g, str)}) != len(group_by):
+        err(("group_by",), "group_by lists a field twice")
+    check_conditions("where")
+    if rtype == "ratio":
+        check_conditions("numerator")
+    if rtype in ("threshold", "change") and check_field(("field",), raw.get("field")):
+        f = raw["field"]
+        kind = kinds.get(f, ("number", None))[0]
+        if rtype == "change" and kind != "number" and not f.startswith("attrs."):
+            err(("field",), f"change needs a numeric field; {f} is a {kind}")
+        if rtype == "threshold" and raw.get("op") in ("<", "<=", ">", ">="):
+            v = raw.get("value")
+            if isinstance(v, (bool, str)) or (kind != "number" and not f.startswith("attrs.")):
+                err(("value",), f"op {raw['op']!r} needs a numeric field and a number value")
+    breaker = raw.get("breaker")
+    if isinstance(breaker, dict) and isinstance(breaker.get("scope"), list):
+        for i, sc in enumerate(breaker["scope"]):
+            if sc not in group_by:
+                err(("breaker", "scope", i), f"breaker scope field {sc!r} is not in group_by {group_by}")
+    msg = raw.get("message")
+    if isinstance(msg, str) and rtype in _TEMPLATE_DETAILS:
+        allowed = {g for g in group_by if isinstance(g, str)} | _TEMPLATE_COMMON | _TEMPLATE_DETAILS[rtype]
+        try:
+            names = [n for _, n, _, _ in string.Formatter().parse(msg) if n is not None]
+        except ValueError as exc:
+            err(("message",), f"message template: {exc}")
+            names = []
+        for n in names:
+            base = n.split(".")[0].split("[")[0]
+            if base not in allowed:
+                err(("message",), f"message uses {{{n}}}; available: {', '.join(sorted(allowed))}")
+    return out
+
+
+def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[str, RuleBase | None, tuple[int, int]]]:
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        errors.append(RuleError(display, 1, 1, f"cannot read: {exc.strerror}"))
+        return []
+    if len(data) > MAX_FILE_BYTES:
+        errors.append(RuleError(display, 1, 1, f"file larger than {MAX_FILE_BYTES} bytes"))
+        return []
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        errors.append(RuleError(display, 1, 1, f"not UTF-8 ({exc.reason} at byte {exc.start})"))
+        return []
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line, col = _pos(mark) if mark else (1, 1)
+        errors.append(RuleError(display, line, col, f"YAML syntax: {exc.problem or exc.context}"))
+        return []
+    except yaml.YAMLError as exc:
+        errors.append(RuleError(display, 1, 1, f"YAML: {exc}"))
+        return []
+    finally:
+        loader.dispose()
+    if node is None:
+        errors.append(RuleError(display, 1, 1, "empty file: expected a top-level 'rules:' list"))
+        return []
+    pos = _Positions()
+    file_errs: list[RuleError] = []
+    try:
+        doc = _build(node, (), pos, yaml.SafeLoader(""), file_errs, display, [0])
+    except _Budget:
+        line, col = _pos(node.start_mark)
+        errors.append(RuleError(display, line, col, f"document expands to more than {MAX_NODES} nodes (alias bomb?)"))
+        return []
+    except RecursionError:
+        errors.append(RuleError(display, 1, 1, "document nested too deeply"))
+        return []
+    errors.extend(file_errs)
+    bad_places = {(e.line, e.col) for e in file_errs}
+    top = _pos(node.start_mark)
+    if not isinstance(doc, dict):
+        errors.append(RuleError(display, *top, "expected a mapping with a top-level 'rules:' list"))
+        return []
+    for k in doc:
+        if k != "rules":
+            hint = " ; did you mean 'rules'?" if difflib.get_close_matches(str(k), ["rules"]) else ""
+            errors.append(RuleError(display, *pos[(k,)][0], f"unknown top-level key {k!r}{hint}".replace(" ;", ";")))
+    if "rules" not in doc:
+        errors.append(RuleError(display, *top, "missing top-level 'rules:' list"))
+        return []
+    if not isinstance(doc["rules"], list):
+        errors.append(RuleError(display, *pos[("rules",)][1], "'rules' must be a list of rules"))
+        return []
+    out = []
+    for i, raw in enumerate(doc["rules"]):
+        rp = ("rules", i)
+        rule_pos = pos[rp][1]
+        if not isinstance(raw, dict):
+            errors.append(RuleError(display, *rule_pos, "each rule must be a mapping"))
+            continue
+        rtype = raw.get("type")
+        if rtype not in RULE_TYPES:
+            at = pos[rp + ("type",)][1] if "type" in raw else rule_pos
+            if rtype is None:
+                msg = f"missing required key 'type' (one of {', '.join(RULE_TYPES)})"
+            else:
+                hint = difflib.get_close_matches(str(rtype), list(RULE_TYPES), n=1)
+                msg = f"unknown rule type {rtype!r}" + (f"; did you mean {hint[0]!r}?" if hint else f" (one of {', '.join(RULE_TYPES)})")
+            errors.append(RuleError(display, *at, msg))
+            continue
+        cls = RULE_TYPES[rtype]
+        sem = _semantic(raw, raw.get("source"), rp, pos, display, rule_pos)
+        errors.extend(sem)
+        taken = {(e.line, e.col) for e in sem} | bad_places
+        rule = None
+        try:
+            rule = cls.model_validate(raw)
+        except ValidationError as exc:
+            for e in exc.errors(include_url=False):
+                (line, col), msg = _explain(cls, e, rp, pos, rule_pos, raw)
+                if (line, col) not in taken:  # one message per place (unions repeat)
+                    taken.add((line, col))
+                    errors.append(RuleError(display, line, col, msg))
+        rid = raw.get("id")
+        if isinstance(rid, str):
+            id_pos = pos.get(rp + ("id",), (rule_pos, rule_pos))[1]
+            out.append((rid, rule if not (sem or file_errs) else None, id_pos))
+    return out
+
+
+def rule_files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.iterdir() if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def load_rules(directory: str | Path) -> RuleSet:
+    """Load every *.yaml in `directory`. Raises RuleLoadError listing every error."""
+    d = Path(directory)
+    if not d.is_dir():
+        files = [d] if d.is_file() else []
+        if not files:
+            raise RuleLoadError([RuleError(str(d), 1, 1, "no such rules directory or file")])
+    else:
+        files = rule_files(d)
+    errors: list[RuleError] = []
+    ruleset = RuleSet(files=[str(f) for f in files])
+    first: dict[str, str] = {}
+    for f in files:
+        display = str(f)
+        for rid, rule, (line, col) in _load_file(f, display, errors):
+            if rid in first:
+                errors.append(RuleError(display, line, col, f"duplicate rule id {rid!r} (first defined at {first[rid]})"))
+                continue
+            first[rid] = f"{display}:{line}:{col}"
+            if rule is not None:
+                ruleset.rules.append(LoadedRule(rule, display, line, col))
+    if errors:
+        raise RuleLoadError(errors)
+    return ruleset
+
+
+def source_fields(source: str) -> list[str]:
+    return sorted(EVENT_MODELS[source].model_fields)

@@ -1,0 +1,144 @@
+"""Bounded per-rule group state, event-time timers and the stream clock."""
+
+from __future__ import annotations
+
+import heapq
+from typing import Any, Hashable, Iterator
+
+INF = float("inf")
+
+
+class GroupStore:
+    """State of a rule's groups, bounded in two ways.
+
+    Idle groups are evicted by generations rather than per-group timestamps
+    (which would cost ~30 bytes a group): groups touched since the last
+    rotation live in `young`, the rest in `old`; each rotation (every
+    `idle_ms` of event time) drops `old`. A group is thus evicted between
+    one and two idle periods after its last event. `cap` bounds the total
+    against floods of unique keys.
+    """
+
+    __slots__ = ("young", "old", "cap", "idle_ms", "rotate_at", "evicted")
+
+    def __init__(self, idle_ms: int, cap: int):
+        self.young: dict[Hashable, Any] = {}
+        self.old: dict[Hashable, Any] = {}
+        self.cap = cap
+        self.idle_ms = idle_ms
+        self.rotate_at: float = INF  # set on first tick
+        self.evicted = 0
+
+    def __len__(self) -> int:
+        return len(self.young) + len(self.old)
+
+    def get(self, key: Hashable) -> Any:
+        v = self.young.get(key)
+        if v is None and self.old:
+            v = self.old.pop(key, None)
+            if v is not None:
+                self.young[key] = v
+        return v
+
+    def put(self, key: Hashable, value: Any) -> None:
+        young = self.young
+        if key not in young:
+            young[key] = value
+            if len(young) + len(self.old) > self.cap:
+                self._shrink()
+        else:
+            young[key] = value
+
+    def _shrink(self) -> None:
+        if not self.old:
+            self.old, self.young = self.young, {}
+        # popitem is O(1); which of the idle groups goes first does not matter.
+        self.old.popitem()
+        self.evicted += 1
+
+    def tick(self, now: int) -> None:
+        if now < self.rotate_at:
+            if self.rotate_at == INF:
+                self.rotate_at = now + self.idle_ms
+            return
+        if now >= self.rotate_at + self.idle_ms:  # idle for two periods: all go
+            self.evicted += len(self.old) + len(self.young)
+            self.old, self.young = {}, {}
+        else:
+            self.evicted += len(self.old)
+            self.old, self.young = self.young, {}
+        self.rotate_at = now + self.idle_ms
+
+    def items(self) -> Iterator[tuple[Hashable, Any]]:
+        yield from self.old.items()
+        yield from self.young.items()
+
+    def load(self, items: list[tuple[Hashable, Any]]) -> None:
+        self.young = dict(items)
+        self.old = {}
+
+
+class Timers:
+    """Moments in event time at which groups must be re-evaluated.
+
+    One heap entry per distinct moment, with the set of groups due then, so
+    a thousand events of one group in one bucket cost one entry.
+    """
+
+    __slots__ = ("heap", "due")
+
+    def __init__(self) -> None:
+        self.heap: list[int] = []
+        self.due: dict[int, set] = {}
+
+    def add(self, t: int, key: Hashable) -> None:
+        s = self.due.get(t)
+        if s is None:
+            self.due[t] = {key}
+            heapq.heappush(self.heap, t)
+        else:
+            s.add(key)
+
+    @property
+    def next(self) -> float:
+        return self.heap[0] if self.heap else INF
+
+    def pop(self) -> tuple[int, set]:
+        t = heapq.heappop(self.heap)
+        return t, self.due.pop(t)
+
+    def __len__(self) -> int:
+        return len(self.heap)
+
+
+class StreamClock:
+    """The stream's event time: the largest `ts` seen, per partition, with
+    the slowest partition setting the pace (contract section 2).
+
+    Only partitions that have delivered an event take part, so a partition
+    that never receives anything does not hold time back forever.
+    """
+
+    __slots__ = ("parts", "now")
+
+    def __init__(self) -> None:
+        self.parts: dict[Hashable, int] = {}
+        self.now: int = -1
+
+    def observe(self, part: Hashable, ts: int) -> int:
+        parts = self.parts
+        cur = parts.get(part)
+        if cur is None or ts > cur:
+            parts[part] = ts
+            if len(parts) == 1:
+                self.now = ts
+            elif cur is None or cur == self.now:  # only the slowest can move the minimum
+                m = min(parts.values())
+                if m > self.now:  # never backwards, even when a partition joins late
+                    self.now = m
+        return self.now
+
+    def forget(self, part: Hashable) -> None:
+        """A partition revoked from this worker no longer holds time back."""
+        if self.parts.pop(part, None) is not None and self.parts:
+            self.now = max(self.now, min(self.parts.values()))

@@ -1,0 +1,59 @@
+"""absence: no matching event for `window` of event time. The deadline of
+each group is a timer, so silence is noticed while other events move the
+stream's time, never by a scan of all groups."""
+
+from __future__ import annotations
+
+from typing import Any, Hashable
+
+from ..lifecycle import Output
+from ..timeutil import format_duration, format_ts
+from .base import _SKIP, Runner
+
+
+class AbsenceRunner(Runner):
+    def __init__(self, rule, config):
+        super().__init__(rule, config)
+        self.window = rule.ms("window")
+        self.window_text = format_duration(self.window)
+
+    def on_start(self, now: int, out: list[Output]) -> None:
+        if not self.rule.group_by and self.store.get("") is None:
+            self.store.put("", [now, None, now + self.window])
+            self.timers.add(now + self.window, "")
+
+    def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
+        if self.where is not None and not self.where(ev):
+            return
+        key = self.key_of(ev)
+        if key is _SKIP:
+            self.skipped_no_group += 1
+            return
+        st = self.store.get(key)  # [last seen ts, its event id, pending deadline]
+        if st is None:
+            st = [ev.ts, ev.event_id, ev.ts + self.window]
+            self.store.put(key, st)
+            self.timers.add(st[2], key)
+        elif ev.ts >= st[0]:
+            st[0], st[1] = ev.ts, ev.event_id
+            if st[2] is None:
+                st[2] = ev.ts + self.window
+                self.timers.add(st[2], key)
+            # else: the pending timer finds the newer ts and moves itself on
+        if key in self.life.active:
+            self.life.update(key, False, now, 0, self.window // 1000, [ev.event_id], None, out)
+
+    def reevaluate(self, key: Hashable, t: int, out: list[Output]) -> None:
+        st = self.store.get(key)
+        if st is None:
+            return
+        deadline = st[0] + self.window
+        if deadline > t:
+            st[2] = deadline
+            self.timers.add(deadline, key)
+            return
+        st[2] = None
+        if key not in self.life.active:
+            silent = (t - st[0]) // 1000
+            self.life.update(key, True, t, silent, self.window // 1000, [st[1]] if st[1] else [],
+                             {"silent_for": format_duration(t - st[0]), "last_seen": format_ts(st[0])}, out)

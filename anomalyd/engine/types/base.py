@@ -1,0 +1,153 @@
+"""What every rule type shares: filter, grouping, state store, timers, lifecycle."""
+
+from __future__ import annotations
+
+import operator
+from collections import deque
+from dataclasses import dataclass
+from typing import Any, Callable, Hashable
+
+from ..lifecycle import Lifecycle, Output
+from ..rules.conditions import compile_all, getter
+from ..rules.model import RuleBase
+from ..state import INF, GroupStore, Timers
+
+NUMERIC_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
+               "==": operator.eq, "!=": operator.ne}
+EVIDENCE = 10  # event ids kept per windowed group
+
+
+@dataclass
+class EngineConfig:
+    allowed_lateness_ms: int = 60_000
+    idle_timeout_ms: int = 3_600_000
+    max_groups_per_rule: int = 500_000
+    # Events further ahead of the stream's time than this are refused, so one
+    # bad clock cannot fast-forward every window (see docs on time abuse).
+    max_future_skew_ms: int = 24 * 3_600_000
+
+
+_SKIP = object()  # an event lacking a group_by field is not evaluated
+
+
+def make_key(group_by: list[str]) -> Callable[[Any], Any]:
+    """Group key of an event: '' (global), the value, or a tuple of values."""
+    if not group_by:
+        return lambda ev: ""
+    gets = [getter(f) for f in group_by]
+    if len(gets) == 1:
+        g = gets[0]
+
+        def one(ev: Any) -> Any:
+            v = g(ev)
+            return _SKIP if v is None else v
+
+        return one
+
+    def many(ev: Any) -> Any:
+        vals = tuple(g(ev) for g in gets)
+        return _SKIP if None in vals else vals
+
+    return many
+
+
+def make_group(group_by: list[str]) -> Callable[[Hashable], dict]:
+    if not group_by:
+        return lambda key: {}
+    if len(group_by) == 1:
+        f = group_by[0]
+        return lambda key: {f: key}
+    return lambda key: dict(zip(group_by, key))
+
+
+class Runner:
+    """Base of the rule types. Subclasses implement `on_event`, and windowed
+    ones `reevaluate(key, t, out)` for the moments their timers schedule."""
+
+    windowed = False
+
+    def __init__(self, rule: RuleBase, config: EngineConfig):
+        self.rule = rule
+        self.id = rule.id
+        self.version = rule.version
+        self.where = compile_all(rule.where)
+        self.key_of = make_key(rule.group_by)
+        self.life = Lifecycle(rule, make_group(rule.group_by))
+        window = rule.ms("window") if getattr(rule, "window", None) else 0
+        # Idle eviction must never empty a window that is still counting.
+        idle = max(config.idle_timeout_ms, 2 * window + config.allowed_lateness_ms)
+        self.store = GroupStore(idle, config.max_groups_per_rule)
+        self.timers = Timers()
+        self.skipped_no_group = 0
+
+    def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
+        raise NotImplementedError
+
+    def on_start(self, now: int, out: list[Output]) -> None:
+        """The stream's first event time (absence rules start their clock)."""
+
+    def reevaluate(self, key: Hashable, t: int, out: list[Output]) -> None:
+        pass
+
+    @property
+    def next_due(self) -> float:
+        a, b = self.timers.next, self.life.timers.next
+        return a if a < b else b
+
+    def advance(self, now: int, out: list[Output]) -> None:
+        """Run every scheduled moment up to `now`, in event-time order."""
+        timers, life = self.timers, self.life
+        while True:
+            t1, t2 = timers.next, life.timers.next
+            t = t1 if t1 < t2 else t2
+            if t > now:
+                break
+            if t1 <= t2:
+                t, keys = timers.pop()
+                for key in sorted(keys, key=repr) if len(keys) > 1 else keys:
+                    self.reevaluate(key, t, out)
+            else:
+                life.advance(t, out)
+
+    def groups(self) -> int:
+        return len(self.store)
+
+
+class WindowedRunner(Runner):
+    """Bucketed sliding windows: buckets of at most a tenth of the window."""
+
+    windowed = True
+    spans = 1  # windows of history kept (surge keeps the previous one too)
+
+    def __init__(self, rule: RuleBase, config: EngineConfig):
+        super().__init__(rule, config)
+        self.window = rule.ms("window")
+        self.b = max(1, self.window // 10)
+        self.n = -(-self.window // self.b)  # buckets per window (ceil)
+
+    def schedule(self, key: Hashable, k: int, now: int) -> None:
+        """An event in bucket k changes the verdict when it enters (if it is
+        ahead of the stream's time) and when it ages out of each span."""
+        b, n = self.b, self.n
+        if k * b > now:
+            self.timers.add(k * b, key)
+        for span in range(1, self.spans + 1):
+            self.timers.add((k + span * n) * b, key)
+
+    @staticmethod
+    def prune(buckets: dict, lo: int) -> None:
+        for k in [k for k in buckets if k <= lo]:
+            del buckets[k]
+
+
+class WinState:
+    """A windowed group's buckets and the most recent evidence ids."""
+
+    __slots__ = ("buckets", "evidence")
+
+    def __init__(self) -> None:
+        self.buckets: dict[int, Any] = {}
+        self.evidence: deque = deque(maxlen=EVIDENCE)
+
+
+__all__ = ["EngineConfig", "Runner", "WindowedRunner", "WinState", "NUMERIC_OPS", "INF", "_SKIP"]

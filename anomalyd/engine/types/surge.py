@@ -1,0 +1,58 @@
+"""surge: matching events in the current `window` exceed the previous
+window's count by more than `pct` percent, with at least `min_count` now."""
+
+from __future__ import annotations
+
+from typing import Any, Hashable
+
+from ..lifecycle import Output
+from .base import _SKIP, WindowedRunner, WinState
+
+
+class SurgeRunner(WindowedRunner):
+    spans = 2
+
+    def __init__(self, rule, config):
+        super().__init__(rule, config)
+        self.factor = 1 + rule.pct / 100
+        self.min_count = rule.min_count
+
+    def _judge(self, key: Hashable, st: WinState | None, now: int, evidence: list, out: list[Output]) -> None:
+        cur_n = prev_n = 0
+        if st is not None:
+            cur = now // self.b
+            mid = cur - self.n
+            lo = mid - self.n
+            if len(st.buckets) > 2 * self.n + 2:
+                self.prune(st.buckets, lo)
+            for k, c in st.buckets.items():
+                if mid < k <= cur:
+                    cur_n += c
+                elif lo < k <= mid:
+                    prev_n += c
+        bar = prev_n * self.factor
+        holds = cur_n >= self.min_count and cur_n > bar
+        if holds or key in self.life.active:
+            change = round((cur_n - prev_n) / prev_n * 100, 2) if prev_n else None
+            self.life.update(key, holds, now, cur_n, bar, evidence,
+                             {"current": cur_n, "previous": prev_n, "change_pct": change}, out)
+
+    def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
+        if self.where is not None and not self.where(ev):
+            return
+        key = self.key_of(ev)
+        if key is _SKIP:
+            self.skipped_no_group += 1
+            return
+        st = self.store.get(key)
+        if st is None:
+            st = WinState()
+            self.store.put(key, st)
+        k = ev.ts // self.b
+        st.buckets[k] = st.buckets.get(k, 0) + 1
+        st.evidence.append(ev.event_id)
+        self.schedule(key, k, now)
+        self._judge(key, st, now, list(st.evidence), out)
+
+    def reevaluate(self, key: Hashable, t: int, out: list[Output]) -> None:
+        self._judge(key, self.store.get(key), t, [], out)
