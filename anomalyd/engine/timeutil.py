@@ -11,7 +11,8 @@ _MS = timedelta(milliseconds=1)
 # 9999-12-31T23:59:59.999Z, the contract's upper bound for `ts`.
 MAX_TS_MS = 253402300799999
 
-_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d)$")
+_DURATION = re.compile(r"^(?:\d+(?:ms|s|m|h|d))+$")
+_PART = re.compile(r"(\d+)(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 # RFC 3339 demands an explicit offset ("Z" or +hh:mm); fromisoformat alone
 # would accept naive local times, which make replays machine-dependent.
@@ -21,13 +22,13 @@ _RFC3339 = re.compile(
 
 
 def parse_duration(text: str) -> int:
-    """'500ms', '30s', '10m', '2h', '1d' -> milliseconds. Raises ValueError."""
-    m = _DURATION.match(text.strip()) if isinstance(text, str) else None
-    if not m:
+    """'500ms', '30s', '10m', '2h', '1d', or compounds such as '1h30m' ->
+    milliseconds. Raises ValueError."""
+    if not isinstance(text, str) or not _DURATION.match(text.strip()):
         raise ValueError(
-            f"bad duration {text!r}: use a whole number with ms, s, m, h or d (e.g. 30s, 10m)"
+            f"bad duration {text!r}: use a whole number with ms, s, m, h or d (e.g. 30s, 10m, 1h30m)"
         )
-    return int(m.group(1)) * _UNIT_MS[m.group(2)]
+    return sum(int(n) * _UNIT_MS[u] for n, u in _PART.findall(text.strip()))
 
 
 def format_duration(ms: int) -> str:

@@ -169,7 +169,7 @@ def _explain(cls: type[RuleBase], err: dict, rule_path: tuple, pos: _Positions, 
     if kind == "string_pattern_mismatch" and real and real[-1] == "id":
         msg = "rule id must match [a-z0-9_-]+"
     elif kind == "string_pattern_mismatch":
-        msg = f"bad duration {err['input']!r}: use a whole number with ms, s, m, h or d (e.g. 30s, 10m)"
+        msg = f"bad duration {err['input']!r}: use a whole number with ms, s, m, h or d (e.g. 30s, 10m, 1h30m)"
     return at, f"{where}: {msg}"
 
 

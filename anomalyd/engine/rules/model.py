@@ -18,7 +18,7 @@ Op = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not_in", "exists"]
 CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
 Scalar = Union[bool, int, float, str]
 DurationText = Annotated[
-    str, Field(pattern=r"^\d+(ms|s|m|h|d)$", description="A duration: 500ms, 30s, 10m, 2h, 1d")
+    str, Field(pattern=r"^(\d+(ms|s|m|h|d))+$", description="A duration: 500ms, 30s, 10m, 2h, 1d, or compounds such as 1h30m")
 ]
 
 

@@ -16,6 +16,12 @@ class SurgeRunner(WindowedRunner):
         super().__init__(rule, config)
         self.factor = 1 + rule.pct / 100
         self.min_count = rule.min_count
+        self.judge_from = None  # first moment a full previous window has been observed
+
+    def on_start(self, now: int, out: list[Output]) -> None:
+        # Before two windows of stream time, the previous window is unknown,
+        # not empty: judging it as zero would make every group "surge".
+        self.judge_from = now + 2 * self.window
 
     def _judge(self, key: Hashable, st: WinState | None, now: int, evidence: list, out: list[Output]) -> None:
         cur_n = prev_n = 0
@@ -31,7 +37,7 @@ class SurgeRunner(WindowedRunner):
                 elif lo < k <= mid:
                     prev_n += c
         bar = prev_n * self.factor
-        holds = cur_n >= self.min_count and cur_n > bar
+        holds = cur_n >= self.min_count and cur_n > bar and now >= self.judge_from
         if holds or key in self.life.active:
             change = round((cur_n - prev_n) / prev_n * 100, 2) if prev_n else None
             self.life.update(key, holds, now, cur_n, bar, evidence,

@@ -1,0 +1,138 @@
+"""`anomalyd` command line. Exit codes: 0 success, 1 a check or test failed, 2 usage error."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from .. import __version__
+from ..engine.timeutil import parse_duration
+from ..engine.types import EngineConfig
+
+
+def _duration(text: str) -> int:
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _engine_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--allowed-lateness", type=_duration, default=60_000, metavar="DUR",
+                   help="events up to this much out of order still count (default 1m)")
+    p.add_argument("--idle-timeout", type=_duration, default=3_600_000, metavar="DUR",
+                   help="drop state of groups idle this long (default 1h; never less than a rule's windows)")
+    p.add_argument("--max-groups", type=int, default=500_000, metavar="N",
+                   help="per-rule cap on tracked groups (default 500000)")
+    p.add_argument("--max-future-skew", type=_duration, default=86_400_000, metavar="DUR",
+                   help="refuse events this far ahead of the stream's time (default 1d)")
+
+
+def _config(a: argparse.Namespace) -> EngineConfig:
+    return EngineConfig(allowed_lateness_ms=a.allowed_lateness, idle_timeout_ms=a.idle_timeout,
+                        max_groups_per_rule=a.max_groups, max_future_skew_ms=a.max_future_skew)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="anomalyd", description="Rule-based anomaly detection for e-commerce event streams.")
+    ap.add_argument("--version", action="version", version=f"anomalyd {__version__}")
+    sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
+
+    p = sub.add_parser("replay", help="run the engine over a JSONL file, no broker")
+    p.add_argument("events", help="JSONL file ({\"topic\", \"value\"} or kcat -J lines); - for stdin")
+    p.add_argument("--rules", required=True, metavar="DIR")
+    p.add_argument("--summary", action="store_true", help="print a one-line summary on stderr")
+    _engine_args(p)
+
+    rules = sub.add_parser("rules", help="check, list and unit-test rules")
+    rsub = rules.add_subparsers(dest="rules_cmd", metavar="SUBCOMMAND")
+    c = rsub.add_parser("check", help="validate a rules directory")
+    c.add_argument("dir")
+    c.add_argument("--no-snippet", action="store_true", help="only the FILE:LINE:COL lines")
+    t = rsub.add_parser("test", help="run rule unit tests")
+    t.add_argument("files", nargs="+", help="test files, or directories of *.test.yaml")
+    t.add_argument("-v", "--verbose", action="store_true")
+    ls = rsub.add_parser("list", help="list the rules of a directory")
+    ls.add_argument("dir")
+
+    s = sub.add_parser("simulate", help="write a realistic JSONL stream with labelled anomalies")
+    s.add_argument("--out", "-o", default="-", help="output file (default stdout)")
+    s.add_argument("--seed", type=int, default=7)
+    s.add_argument("--start", default="2026-06-18T00:00:00+08:00", help="event time of the first event")
+    s.add_argument("--minutes", type=float, default=60, help="span of event time (default 60)")
+    s.add_argument("--events", type=int, default=None, help="number of events (overrides --minutes)")
+    s.add_argument("--rate", type=float, default=20.0, help="events per second of event time (default 20)")
+    s.add_argument("--skus", type=int, default=500)
+    s.add_argument("--merchants", type=int, default=20)
+    s.add_argument("--anomalies", default=None, help="comma-separated kinds to inject (default all; 'none' for none)")
+    s.add_argument("--to-kafka", nargs="?", const="127.0.0.1:9092", default=None, metavar="BOOTSTRAP",
+                   help="produce to Kafka instead of writing a file (default 127.0.0.1:9092)")
+
+    sc = sub.add_parser("schemas", help="write JSON Schema files generated from the models")
+    sc.add_argument("dir", nargs="?", default="schemas")
+    sc.add_argument("--check", action="store_true", help="exit 1 if any file is stale")
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = build_parser()
+    a = ap.parse_args(argv)
+    if a.cmd == "replay":
+        from .replay import run_replay
+
+        return run_replay(a.events, a.rules, _config(a), a.summary, sys.stdout)
+    if a.cmd == "rules":
+        if a.rules_cmd == "check":
+            from .rulescheck import check
+
+            return check(a.dir, snippets=not a.no_snippet)
+        if a.rules_cmd == "list":
+            from .rulescheck import list_rules
+
+            return list_rules(a.dir)
+        if a.rules_cmd == "test":
+            from .ruletest import run
+
+            return run(a.files, a.verbose)
+        ap.parse_args(["rules", "--help"])
+        return 2
+    if a.cmd == "simulate":
+        from ..simulate import ANOMALIES, generate, write
+
+        kinds = None
+        if a.anomalies:
+            kinds = [] if a.anomalies == "none" else a.anomalies.split(",")
+            bad = [k for k in kinds if k not in ANOMALIES]
+            if bad:
+                ap.error(f"unknown anomaly kinds {bad}; known: {', '.join(ANOMALIES)}")
+        kw = dict(seed=a.seed, start=a.start, minutes=a.minutes, rate=a.rate, skus=a.skus,
+                  merchants=a.merchants, events=a.events, anomalies=kinds)
+        if a.to_kafka:
+            from ..io.tools import produce_envelopes
+
+            n = produce_envelopes(a.to_kafka, generate(**kw))
+            print(f"simulate: produced {n} events to {a.to_kafka}", file=sys.stderr)
+            return 0
+        if a.out == "-":
+            n = write(sys.stdout, **kw)
+        else:
+            with open(a.out, "w") as f:
+                n = write(f, **kw)
+        print(f"simulate: wrote {n} events", file=sys.stderr)
+        return 0
+    if a.cmd == "schemas":
+        from ..schemas import write as write_schemas
+
+        stale = write_schemas(Path(a.dir), check=a.check)
+        if a.check and stale:
+            print(f"stale schemas in {a.dir}: {', '.join(stale)} (run: anomalyd schemas {a.dir})")
+            return 1
+        print(f"schemas: {'up to date' if not stale else 'wrote ' + ', '.join(stale)}")
+        return 0
+    ap.print_help()
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
