@@ -1,0 +1,95 @@
+"""Rule loading: safe YAML, whole-set refusal, every error with FILE:LINE:COL."""
+
+import pytest
+
+from anomalyd.engine.rules.loader import RuleLoadError, load_rules
+
+GOOD = """rules:
+  - id: neg
+    source: inventory
+    type: threshold
+    field: available
+    op: "<"
+    value: 0
+    group_by: [sku]
+"""
+
+
+def errors(tmp_path, **files):
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+    with pytest.raises(RuleLoadError) as e:
+        load_rules(tmp_path)
+    return [str(x).replace(str(tmp_path) + "/", "") for x in e.value.errors]
+
+
+def test_good_directory_loads(tmp_path):
+    (tmp_path / "a.yaml").write_text(GOOD)
+    rs = load_rules(tmp_path)
+    assert [lr.rule.id for lr in rs.rules] == ["neg"] and len(rs.version) == 16
+
+
+def test_one_bad_file_refuses_the_whole_set(tmp_path):
+    errs = errors(tmp_path, **{"a.yaml": GOOD, "b.yaml": GOOD.replace("neg", "neg2").replace("available", "availble")})
+    assert errs == ["b.yaml:5:12: unknown field 'availble' for source inventory; did you mean 'available'?"]
+
+
+def test_duplicate_ids_across_files_reported_at_each_later_occurrence(tmp_path):
+    errs = errors(tmp_path, **{"a.yaml": GOOD, "b.yaml": GOOD, "c.yaml": GOOD})
+    assert errs == [
+        "b.yaml:2:9: duplicate rule id 'neg' (first defined at a.yaml:2:9)",
+        "c.yaml:2:9: duplicate rule id 'neg' (first defined at a.yaml:2:9)",
+    ]
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("rules:\n  - id: x\n    source: inventory\n    type: threshold\n    field: available\n    op: '=<'\n    value: 0\n",
+     "a.yaml:6:9: op: Input should be '==', '!=', '<', '<=', '>' or '>='"),
+    ("rules:\n  - id: Bad Id\n    source: inventory\n    type: absence\n    window: 5m\n",
+     "a.yaml:2:9: id: rule id must match [a-z0-9_-]+"),
+    ("rules:\n  - id: x\n    source: refunds\n    type: absence\n    window: 5m\n",
+     "a.yaml:3:13: source: Input should be 'orders', 'inventory', 'payments' or 'complaints'"),
+    ("rules:\n  - id: x\n    source: orders\n    type: absence\n    window: 5 minutes\n",
+     "a.yaml:5:13: window: bad duration '5 minutes': use a whole number with ms, s, m, h or d (e.g. 30s, 10m, 1h30m)"),
+    ("rules:\n  - id: x\n    source: orders\n    type: absence\n",
+     "a.yaml:2:5: missing required key 'window'"),
+    ("rules:\n  - id: x\n    source: orders\n    type: surge\n    window: 5m\n    pct: many\n",
+     "a.yaml:6:10: pct: Input should be a valid number"),
+    ("rulez: []\n", "a.yaml:1:1: unknown top-level key 'rulez'; did you mean 'rules'?"),
+    ("rules:\n  - id: x\n    source: orders\n    type: absence\n    window: 5m\n    group_by: [promo]\n",
+     "a.yaml:6:16: unknown field 'promo' for source orders; did you mean 'promo_codes'?"),
+    ("rules: [\n", "a.yaml:2:1: YAML syntax: expected the node content, but found '<stream end>'"),
+    ("rules:\n  - id: x\n    id: y\n", "a.yaml:3:5: duplicate key 'id'"),
+    ("", "a.yaml:1:1: empty file: expected a top-level 'rules:' list"),
+])
+def test_errors_point_at_the_offending_key_or_value(tmp_path, text, expected):
+    assert expected in errors(tmp_path, **{"a.yaml": text})
+
+
+def test_python_tags_are_refused_and_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+    text = GOOD + f"    description: !!python/object/apply:os.system ['touch {marker}']\n"
+    errs = errors(tmp_path, **{"a.yaml": text})
+    assert errs[0].startswith("a.yaml:9:18: YAML tag 'tag:yaml.org,2002:python/object/apply:os.system' is not allowed")
+    assert not marker.exists()
+
+
+def test_alias_bomb_is_refused_in_bounded_time(tmp_path):
+    bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+    errs = errors(tmp_path, **{"a.yaml": bomb + "rules: []\n"})
+    assert "alias bomb" in errs[0]
+
+
+def test_breaker_scope_must_be_grouped_and_templates_checked(tmp_path):
+    text = GOOD + "    message: 'SKU {skuu}'\n    breaker: {action: pause_sales, scope: [merchant_id], ttl: 30m}\n"
+    errs = errors(tmp_path, **{"a.yaml": text})
+    assert errs == [
+        "a.yaml:9:14: message uses {skuu}; available: count, event_id, group, rule_id, severity, sku, source, threshold, value, window",
+        "a.yaml:10:44: breaker scope field 'merchant_id' is not in group_by ['sku']",
+    ]
+
+
+def test_the_shipped_rules_load():
+    rs = load_rules("rules")
+    assert len(rs.rules) == 7
