@@ -172,7 +172,7 @@ def generate(seed: int = 7, start: str | int = "2026-06-18T00:00:00+08:00", minu
     t = float(start_ms)
     end = start_ms + span
     made = 0
-    while t < end and (events is None or made < events):
+    while (t < end) if events is None else (made < events):
         ti = int(t)
         while injected and injected[0][0] <= ti:
             ts, topic, value, kind = heapq.heappop(injected)

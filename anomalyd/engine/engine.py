@@ -14,7 +14,7 @@ from .events import SOURCES
 from .lifecycle import DEAD_LETTER, Output
 from .rules.loader import RuleSet
 from .rules.model import RuleBase
-from .state import INF, StreamClock
+from .state import INF, StreamClock, Wake
 from .types import EngineConfig, Runner, runner_for
 
 
@@ -25,7 +25,7 @@ class Engine:
         self.started = False
         self.runners: dict[str, Runner] = {}
         self.by_source: dict[str, list[Runner]] = {s: [] for s in SOURCES}
-        self.next_due: float = INF
+        self.wake = Wake()  # earliest due timer of any rule
         self.next_tick: float = -1  # idle-eviction sweeps, once a minute of event time
         # Figures for metrics and the replay summary.
         self.consumed: Counter[str] = Counter()
@@ -54,7 +54,7 @@ class Engine:
                 runners[rule.id] = prev
                 report["kept"].append(rule.id)
             else:
-                r = runner_for(rule, self.config)
+                r = runner_for(rule, self.config, self.wake)
                 if self.started:
                     r.on_start(self.clock.now, [])
                 runners[rule.id] = r
@@ -66,7 +66,7 @@ class Engine:
         return report
 
     def _recompute_due(self) -> None:
-        self.next_due = min((r.next_due for r in self.runners.values()), default=INF)
+        self.wake.t = min((r.next_due for r in self.runners.values()), default=INF)
 
     # -- input ----------------------------------------------------------------
     def process_line(self, line: str | bytes, lineno: int | None = None) -> list[Output]:
@@ -98,15 +98,15 @@ class Engine:
         ts = ev.ts
         clock = self.clock
         now = clock.now
-        if now >= 0:
+        if ts < now and now >= 0:
             if ts < now - self.config.allowed_lateness_ms:
                 self.late += 1  # too late: windows have moved on (documented)
                 self.consumed[source] += 1
                 return out
-            if ts > now + self.config.max_future_skew_ms:
-                self.future += 1
-                exc = Rejected("future_ts", f"ts is more than {self.config.max_future_skew_ms // 3_600_000}h ahead of the stream's event time")
-                return [self._dead(ev.model_dump_json(), exc, source)]
+        elif ts > now + self.config.max_future_skew_ms and now >= 0:
+            self.future += 1
+            exc = Rejected("future_ts", f"ts is more than {self.config.max_future_skew_ms // 3_600_000}h ahead of the stream's event time")
+            return [self._dead(ev.model_dump_json(), exc, source)]
         self.consumed[source] += 1
         new_now = clock.observe(partition, ts)
         if not self.started:
@@ -114,7 +114,7 @@ class Engine:
             for r in self.runners.values():
                 r.on_start(new_now, out)
             self._recompute_due()
-        if new_now >= self.next_due:
+        if new_now >= self.wake.t:
             self._advance(new_now, out)
         if new_now >= self.next_tick:
             for r in self.runners.values():
@@ -122,9 +122,6 @@ class Engine:
             self.next_tick = new_now + 60_000
         for r in self.by_source[source]:
             r.on_event(ev, new_now, out)
-            d = r.next_due
-            if d < self.next_due:
-                self.next_due = d
         return out
 
     def _advance(self, now: int, out: list[Output]) -> None:

@@ -13,7 +13,7 @@ import math
 from typing import Any, Callable, Hashable
 
 from .rules.model import RuleBase
-from .state import Timers
+from .state import Timers, Wake
 from .timeutil import format_duration, format_ts, parse_duration
 
 ALERTS, SHADOW_ALERTS, COMMANDS, DEAD_LETTER = "alerts", "alerts-shadow", "breaker-commands", "dead-letter"
@@ -68,13 +68,13 @@ class ScopeState:
 
 
 class Lifecycle:
-    def __init__(self, rule: RuleBase, group_of: Callable[[Hashable], dict]):
+    def __init__(self, rule: RuleBase, group_of: Callable[[Hashable], dict], wake: Wake | None = None):
         self.rule = rule
         self.version = rule.version
         self.group_of = group_of
         self.cooldown = rule.ms("cooldown")
         self.active: dict[Hashable, Active] = {}
-        self.timers = Timers()  # cooldown expiries
+        self.timers = Timers(wake)  # cooldown expiries
         self.scopes: dict[str, ScopeState] = {}
         self.topic = SHADOW_ALERTS if rule.mode == "shadow" else ALERTS
         b = rule.breaker if rule.mode == "live" else None

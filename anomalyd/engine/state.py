@@ -78,6 +78,16 @@ class GroupStore:
         self.old = {}
 
 
+class Wake:
+    """The earliest moment any timer of an engine is due, shared by all of
+    its timers so the engine compares one number per event."""
+
+    __slots__ = ("t",)
+
+    def __init__(self) -> None:
+        self.t: float = INF
+
+
 class Timers:
     """Moments in event time at which groups must be re-evaluated.
 
@@ -85,17 +95,20 @@ class Timers:
     a thousand events of one group in one bucket cost one entry.
     """
 
-    __slots__ = ("heap", "due")
+    __slots__ = ("heap", "due", "wake")
 
-    def __init__(self) -> None:
+    def __init__(self, wake: Wake | None = None) -> None:
         self.heap: list[int] = []
         self.due: dict[int, set] = {}
+        self.wake = wake or Wake()
 
     def add(self, t: int, key: Hashable) -> None:
         s = self.due.get(t)
         if s is None:
             self.due[t] = {key}
             heapq.heappush(self.heap, t)
+            if t < self.wake.t:
+                self.wake.t = t
         else:
             s.add(key)
 

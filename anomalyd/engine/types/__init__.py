@@ -21,8 +21,8 @@ RUNNERS: dict[str, type[Runner]] = {
 }
 
 
-def runner_for(rule: RuleBase, config: EngineConfig) -> Runner:
-    return RUNNERS[rule.type](rule, config)  # type: ignore[attr-defined]
+def runner_for(rule: RuleBase, config: EngineConfig, wake=None) -> Runner:
+    return RUNNERS[rule.type](rule, config, wake)  # type: ignore[attr-defined]
 
 
 __all__ = ["EngineConfig", "Runner", "runner_for", "RUNNERS"]

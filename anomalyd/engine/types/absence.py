@@ -12,8 +12,8 @@ from .base import _SKIP, Runner
 
 
 class AbsenceRunner(Runner):
-    def __init__(self, rule, config):
-        super().__init__(rule, config)
+    def __init__(self, rule, config, wake=None):
+        super().__init__(rule, config, wake)
         self.window = rule.ms("window")
         self.window_text = format_duration(self.window)
 

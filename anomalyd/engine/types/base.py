@@ -10,7 +10,7 @@ from typing import Any, Callable, Hashable
 from ..lifecycle import Lifecycle, Output
 from ..rules.conditions import compile_all, getter
 from ..rules.model import RuleBase
-from ..state import INF, GroupStore, Timers
+from ..state import INF, GroupStore, Timers, Wake
 
 NUMERIC_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
                "==": operator.eq, "!=": operator.ne}
@@ -66,18 +66,19 @@ class Runner:
 
     windowed = False
 
-    def __init__(self, rule: RuleBase, config: EngineConfig):
+    def __init__(self, rule: RuleBase, config: EngineConfig, wake: Wake | None = None):
+        wake = wake or Wake()
         self.rule = rule
         self.id = rule.id
         self.version = rule.version
         self.where = compile_all(rule.where)
         self.key_of = make_key(rule.group_by)
-        self.life = Lifecycle(rule, make_group(rule.group_by))
+        self.life = Lifecycle(rule, make_group(rule.group_by), wake)
         window = rule.ms("window") if getattr(rule, "window", None) else 0
         # Idle eviction must never empty a window that is still counting.
         idle = max(config.idle_timeout_ms, 2 * window + config.allowed_lateness_ms)
         self.store = GroupStore(idle, config.max_groups_per_rule)
-        self.timers = Timers()
+        self.timers = Timers(wake)
         self.skipped_no_group = 0
 
     def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
@@ -112,6 +113,12 @@ class Runner:
     def groups(self) -> int:
         return len(self.store)
 
+    @staticmethod
+    def prune(buckets: dict, lo: int) -> None:
+        """Drop buckets at or before index `lo`: they can never count again."""
+        for k in [k for k in buckets if k <= lo]:
+            del buckets[k]
+
 
 class WindowedRunner(Runner):
     """Bucketed sliding windows: buckets of at most a tenth of the window."""
@@ -119,8 +126,8 @@ class WindowedRunner(Runner):
     windowed = True
     spans = 1  # windows of history kept (surge keeps the previous one too)
 
-    def __init__(self, rule: RuleBase, config: EngineConfig):
-        super().__init__(rule, config)
+    def __init__(self, rule: RuleBase, config: EngineConfig, wake: Wake | None = None):
+        super().__init__(rule, config, wake)
         self.window = rule.ms("window")
         self.b = max(1, self.window // 10)
         self.n = -(-self.window // self.b)  # buckets per window (ceil)
@@ -134,20 +141,25 @@ class WindowedRunner(Runner):
         for span in range(1, self.spans + 1):
             self.timers.add((k + span * n) * b, key)
 
-    @staticmethod
-    def prune(buckets: dict, lo: int) -> None:
-        for k in [k for k in buckets if k <= lo]:
-            del buckets[k]
 
 
 class WinState:
-    """A windowed group's buckets and the most recent evidence ids."""
+    """A windowed group's buckets, running totals and recent evidence ids.
 
-    __slots__ = ("buckets", "evidence")
+    `tot`/`tot2` are the window's totals as of bucket index `at`; an event in
+    the current bucket just adds to them, and they are recomputed from the
+    buckets only when the stream's time has crossed a bucket boundary. That
+    keeps the per-event cost constant instead of a sum over the buckets.
+    """
 
-    def __init__(self) -> None:
+    __slots__ = ("buckets", "evidence", "at", "tot", "tot2")
+
+    def __init__(self, evidence: bool = True) -> None:
         self.buckets: dict[int, Any] = {}
-        self.evidence: deque = deque(maxlen=EVIDENCE)
+        self.evidence: deque | None = deque(maxlen=EVIDENCE) if evidence else None
+        self.at = -1
+        self.tot: Any = 0
+        self.tot2: Any = 0
 
 
 __all__ = ["EngineConfig", "Runner", "WindowedRunner", "WinState", "NUMERIC_OPS", "INF", "_SKIP"]

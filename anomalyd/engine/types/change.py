@@ -9,12 +9,12 @@ from typing import Any
 
 from ..lifecycle import Output
 from ..rules.conditions import getter
-from .base import _SKIP, Runner
+from .base import _SKIP, Runner, WinState
 
 
 class ChangeRunner(Runner):
-    def __init__(self, rule, config):
-        super().__init__(rule, config)
+    def __init__(self, rule, config, wake=None):
+        super().__init__(rule, config, wake)
         self.get = getter(rule.field)
         self.pct = rule.pct
         self.up = rule.direction in ("up", "both")
@@ -33,28 +33,34 @@ class ChangeRunner(Runner):
             if prev is None:
                 return None, []
             return prev[0], [prev[1], ev.event_id]
-        buckets = store.get(key)
-        if buckets is None:
-            buckets = {}
-            store.put(key, buckets)
+        st = store.get(key)
+        if st is None:
+            st = WinState(evidence=False)
+            store.put(key, st)
+        buckets = st.buckets
         cur = now // self.b
         lo = cur - self.n
-        s = c = 0
-        for k, (bs, bc) in buckets.items():
-            if lo < k <= cur:
-                s += bs
-                c += bc
+        if st.at != cur:  # crossed a bucket boundary: recompute the running totals
+            if len(buckets) > self.n + 2:
+                self.prune(buckets, lo)
+            s = c = 0
+            for k, (bs, bc) in buckets.items():
+                if lo < k <= cur:
+                    s += bs
+                    c += bc
+            st.at, st.tot, st.tot2 = cur, s, c
+        s, c = st.tot, st.tot2
         k = ev.ts // self.b
         if k > lo:
             cell = buckets.get(k)
             if cell is None:
                 buckets[k] = [v, 1]
-                if len(buckets) > self.n + 2:
-                    for old in [x for x in buckets if x <= lo]:
-                        del buckets[old]
             else:
                 cell[0] += v
                 cell[1] += 1
+            if k <= cur:
+                st.tot += v
+                st.tot2 += 1
         return (s / c if c else None), [ev.event_id]
 
     def on_event(self, ev: Any, now: int, out: list[Output]) -> None:

@@ -12,8 +12,8 @@ from .base import _SKIP, WindowedRunner, WinState
 class SurgeRunner(WindowedRunner):
     spans = 2
 
-    def __init__(self, rule, config):
-        super().__init__(rule, config)
+    def __init__(self, rule, config, wake=None):
+        super().__init__(rule, config, wake)
         self.factor = 1 + rule.pct / 100
         self.min_count = rule.min_count
         self.judge_from = None  # first moment a full previous window has been observed
@@ -23,24 +23,25 @@ class SurgeRunner(WindowedRunner):
         # not empty: judging it as zero would make every group "surge".
         self.judge_from = now + 2 * self.window
 
-    def _judge(self, key: Hashable, st: WinState | None, now: int, evidence: list, out: list[Output]) -> None:
+    def _totals(self, st: WinState, cur: int) -> None:
+        mid = cur - self.n
+        lo = mid - self.n
+        if len(st.buckets) > 2 * self.n + 2:
+            self.prune(st.buckets, lo)
         cur_n = prev_n = 0
-        if st is not None:
-            cur = now // self.b
-            mid = cur - self.n
-            lo = mid - self.n
-            if len(st.buckets) > 2 * self.n + 2:
-                self.prune(st.buckets, lo)
-            for k, c in st.buckets.items():
-                if mid < k <= cur:
-                    cur_n += c
-                elif lo < k <= mid:
-                    prev_n += c
+        for k, c in st.buckets.items():
+            if mid < k <= cur:
+                cur_n += c
+            elif lo < k <= mid:
+                prev_n += c
+        st.at, st.tot, st.tot2 = cur, cur_n, prev_n
+
+    def _judge(self, key: Hashable, cur_n: int, prev_n: int, now: int, evidence: Any, out: list[Output]) -> None:
         bar = prev_n * self.factor
         holds = cur_n >= self.min_count and cur_n > bar and now >= self.judge_from
         if holds or key in self.life.active:
             change = round((cur_n - prev_n) / prev_n * 100, 2) if prev_n else None
-            self.life.update(key, holds, now, cur_n, bar, evidence,
+            self.life.update(key, holds, now, cur_n, bar, evidence or [],
                              {"current": cur_n, "previous": prev_n, "change_pct": change}, out)
 
     def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
@@ -54,11 +55,25 @@ class SurgeRunner(WindowedRunner):
         if st is None:
             st = WinState()
             self.store.put(key, st)
-        k = ev.ts // self.b
+        b, n = self.b, self.n
+        k = ev.ts // b
+        cur = now // b
         st.buckets[k] = st.buckets.get(k, 0) + 1
         st.evidence.append(ev.event_id)
+        if st.at == cur:
+            if cur - n < k <= cur:
+                st.tot += 1
+            elif cur - 2 * n < k <= cur - n:
+                st.tot2 += 1
+        else:
+            self._totals(st, cur)
         self.schedule(key, k, now)
-        self._judge(key, st, now, list(st.evidence), out)
+        self._judge(key, st.tot, st.tot2, now, st.evidence, out)
 
     def reevaluate(self, key: Hashable, t: int, out: list[Output]) -> None:
-        self._judge(key, self.store.get(key), t, [], out)
+        st = self.store.get(key)
+        if st is None:
+            self._judge(key, 0, 0, t, None, out)
+            return
+        self._totals(st, t // self.b)
+        self._judge(key, st.tot, st.tot2, t, None, out)

@@ -11,8 +11,8 @@ from .base import _SKIP, Runner
 
 
 class ThresholdRunner(Runner):
-    def __init__(self, rule, config):
-        super().__init__(rule, config)
+    def __init__(self, rule, config, wake=None):
+        super().__init__(rule, config, wake)
         self.get = getter(rule.field)
         self.test = compare(rule.op, rule.value)
         self.value = rule.value
