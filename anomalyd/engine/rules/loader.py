@@ -358,7 +358,13 @@ def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[
         try:
             rule = cls.model_validate(raw)
         except ValidationError as exc:
-            for e in exc.errors(include_url=False):
+            errs = exc.errors(include_url=False)
+            # A misspelled key also shows up as a "missing" one: report it once.
+            typos = {(tuple(e["loc"][:-1]), m) for e in errs if e["type"] == "extra_forbidden"
+                     for m in difflib.get_close_matches(str(e["loc"][-1]), [str(x["loc"][-1]) for x in errs if x["type"] == "missing"], n=1, cutoff=0.6)}
+            for e in errs:
+                if e["type"] == "missing" and (tuple(e["loc"][:-1]), str(e["loc"][-1])) in typos:
+                    continue
                 (line, col), msg = _explain(cls, e, rp, pos, rule_pos, raw)
                 if (line, col) not in taken:  # one message per place (unions repeat)
                     taken.add((line, col))
