@@ -31,6 +31,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -179,6 +180,33 @@ def probe_metadata(host: str, port: int, timeout: float = 2.0) -> dict:
 # the broker
 # --------------------------------------------------------------------------
 
+
+def _make_pdeathsig_preexec():
+    """Linux: have the kernel SIGTERM the broker when its parent dies.
+
+    Covers a test run or CLI killed with SIGKILL/SIGTERM, where atexit never
+    runs.  The libc function is resolved here, before any fork.
+    """
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        prctl = libc.prctl
+    except (OSError, AttributeError):  # pragma: no cover
+        return None
+    PR_SET_PDEATHSIG = 1
+    sig = int(signal.SIGTERM)
+
+    def _preexec() -> None:
+        prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0)
+
+    return _preexec
+
+
+_PDEATHSIG_PREEXEC = _make_pdeathsig_preexec()
+
 _LIVE: "weakref.WeakSet[EmbeddedBroker]" = weakref.WeakSet()
 
 
@@ -325,6 +353,14 @@ class EmbeddedBroker:
         self._open_log()
         env = dict(os.environ if self.env is None else self.env)
         env.setdefault("RUST_BACKTRACE", "0")
+        # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so only
+        # use it when starting from the main thread (which lives as long as
+        # the process); other threads rely on stop()/atexit.
+        preexec = (
+            _PDEATHSIG_PREEXEC
+            if threading.current_thread() is threading.main_thread()
+            else None
+        )
         try:
             self._proc = subprocess.Popen(
                 self._command(binary),
@@ -333,6 +369,7 @@ class EmbeddedBroker:
                 stderr=subprocess.STDOUT,
                 env=env,
                 start_new_session=True,  # Ctrl-C in a terminal does not hit it directly
+                preexec_fn=preexec,
             )
         except OSError as exc:
             self._close_log()
