@@ -39,6 +39,17 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--version", action="version", version=f"anomalyd {__version__}")
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")
 
+    r = sub.add_parser("run", help="the streaming service (embedded broker unless --bootstrap is given)",
+                       description="Settings come from ANOMALYD_* environment variables (see README); flags override them.")
+    r.add_argument("--bootstrap", metavar="HOST:PORT", help="Kafka bootstrap servers (default: start the embedded broker)")
+    r.add_argument("--rules", metavar="DIR", help="rules directory (default rules/)")
+    r.add_argument("--group-id")
+    r.add_argument("--state-dir", metavar="DIR", help="where snapshots live (default state/)")
+    r.add_argument("--metrics-host")
+    r.add_argument("--metrics-port", type=int)
+    r.add_argument("--embedded-port", type=int, help="port of the embedded broker (default 9092)")
+    r.add_argument("--partitions", type=int, help="partitions of topics anomalyd creates (default 4)")
+
     p = sub.add_parser("replay", help="run the engine over a JSONL file, no broker")
     p.add_argument("events", help="JSONL file ({\"topic\", \"value\"} or kcat -J lines); - for stdin")
     p.add_argument("--rules", required=True, metavar="DIR")
@@ -78,6 +89,23 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
+    if a.cmd == "run":
+        from pydantic import ValidationError
+
+        from ..surfaces.settings import Settings
+        from .run import run
+
+        overrides = {k: v for k, v in {
+            "bootstrap_servers": a.bootstrap, "rules_dir": a.rules, "group_id": a.group_id,
+            "state_dir": a.state_dir, "metrics_host": a.metrics_host, "metrics_port": a.metrics_port,
+            "embedded_port": a.embedded_port, "partitions": a.partitions}.items() if v is not None}
+        try:
+            settings = Settings(**overrides)
+        except ValidationError as exc:
+            for e in exc.errors(include_url=False):
+                print(f"anomalyd run: setting {'.'.join(map(str, e['loc']))}: {e['msg']}", file=sys.stderr)
+            return 2
+        return run(settings)
     if a.cmd == "replay":
         from .replay import run_replay
 

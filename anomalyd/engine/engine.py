@@ -86,6 +86,14 @@ class Engine:
             return [self._dead(value, exc, topic, partition=partition, offset=offset, key=key)]
         return self.process_event(source or topic, ev, (topic, partition))
 
+    def decode_record(self, source: str, value: bytes | str, topic: str, partition: int | None = None,
+                      offset: int | None = None, key: Any = None) -> tuple[Any, Output | None]:
+        """Validate a record without evaluating it: (event, None) or (None, dead letter)."""
+        try:
+            return decode_value(source, value), None
+        except Rejected as exc:
+            return None, self._dead(value, exc, topic, partition=partition, offset=offset, key=key)
+
     def _dead(self, original: Any, exc: Rejected, topic: str | None, **where: Any) -> Output:
         self.invalid[exc.code] += 1
         part = where.get("partition")

@@ -150,6 +150,7 @@ def produce_jsonl(
     *,
     linger_ms: int = 5,
     timeout_s: float = 60.0,
+    flush_every: int | None = None,
 ) -> int:
     """Produce ``(topic, key, value)`` tuples with acks=all; flush; return the count.
 
@@ -180,6 +181,11 @@ def produce_jsonl(
             n += 1
             if errors:
                 break
+            if flush_every and n % flush_every == 0:
+                # Keeps topics in step: without it one topic's batches can reach
+                # the broker seconds after another's, which in a fast replay of
+                # history means minutes of event time.
+                producer.flush(timeout=timeout_s)
         producer.flush(timeout=timeout_s)
     finally:
         producer.close(timeout=timeout_s)

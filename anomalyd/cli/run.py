@@ -1,0 +1,109 @@
+"""`anomalyd run`: the streaming service."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import sys
+
+from prometheus_client import CollectorRegistry
+
+from ..engine.engine import Engine
+from ..engine.rules.loader import RuleLoadError, load_rules
+from ..engine.types import EngineConfig
+from ..surfaces.settings import Settings
+
+log = logging.getLogger("anomalyd")
+
+
+def engine_config(s: Settings) -> EngineConfig:
+    return EngineConfig(allowed_lateness_ms=s.ms("allowed_lateness"), idle_timeout_ms=s.ms("idle_timeout"),
+                        max_groups_per_rule=s.max_groups, max_future_skew_ms=s.ms("max_future_skew"))
+
+
+async def serve(s: Settings) -> int:
+    from ..io.snapshots import SnapshotFile
+    from ..io.worker import RulesWatcher, Worker
+    from ..surfaces.http import serve as serve_http
+    from ..surfaces.metrics import EngineCollector, PromHooks
+
+    try:
+        ruleset = load_rules(s.rules_dir)
+    except RuleLoadError as exc:
+        for e in exc.errors:
+            print(e, file=sys.stderr)
+        print(f"anomalyd: rules in {s.rules_dir} failed to load; not starting", file=sys.stderr)
+        return 1
+
+    broker = None
+    bootstrap = s.bootstrap_servers
+    if not bootstrap:
+        from ..io.broker import EmbeddedBroker
+
+        broker = EmbeddedBroker(host=s.embedded_host, port=s.embedded_port)
+        broker.start()
+        bootstrap = broker.bootstrap
+        print(f"anomalyd: embedded Kafka-compatible broker (Tansu, in memory) listening on {bootstrap}", flush=True)
+    try:
+        if s.create_topics:
+            from ..io.admin import ensure_topics
+
+            names = list(s.input_topics()) + list(s.output_topics().values())
+            created = await asyncio.get_running_loop().run_in_executor(
+                None, lambda: ensure_topics(bootstrap, {n: s.partitions for n in names}))
+            if created:
+                log.info("created topics %s", created)
+
+        registry = CollectorRegistry()
+        hooks = PromHooks(registry)
+        engine = Engine(ruleset, engine_config(s))
+        worker = Worker(bootstrap=bootstrap, engine=engine, input_topics=s.input_topics(),
+                        output_topics=s.output_topics(), group_id=s.group_id,
+                        snapshots=SnapshotFile(s.state_dir, s.group_id),
+                        snapshot_interval_s=s.ms("snapshot_interval") / 1000,
+                        session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(),
+                        client_id=s.client_id, hooks=hooks, log_alerts=s.log_alerts,
+                        partition_idle_s=s.ms("partition_idle_timeout") / 1000)
+        registry.register(EngineCollector(worker))
+        http = serve_http(s.metrics_host, s.metrics_port, registry, lambda: worker.alive, lambda: worker.ready)
+        print(f"anomalyd: {len(ruleset.enabled())} rules from {s.rules_dir} (version {ruleset.version}); "
+              f"metrics on http://{s.metrics_host}:{s.metrics_port}/metrics", flush=True)
+
+        def good(rs):
+            hooks.reload(True)
+            worker.request_reload(rs)
+
+        def bad(errors):
+            hooks.reload(False)
+            log.error("rules edit refused, the previous rules keep running:\n%s", "\n".join(str(e) for e in errors))
+
+        watcher = RulesWatcher(s.rules_dir, good, bad)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, worker.stopping.set)
+        loop.add_signal_handler(signal.SIGINT, worker.stopping.set)
+        loop.add_signal_handler(signal.SIGHUP, lambda: watcher.check(force=True))
+
+        async def watch():
+            while not worker.stopping.is_set():
+                await asyncio.sleep(s.ms("reload_interval") / 1000)
+                watcher.check()
+
+        watch_task = asyncio.create_task(watch())
+        try:
+            await worker.run()
+        finally:
+            watch_task.cancel()
+            http.shutdown()
+        print("anomalyd: stopped", flush=True)
+        return 0
+    finally:
+        if broker is not None:
+            broker.stop()
+
+
+def run(s: Settings) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    logging.getLogger("kafka").setLevel(logging.WARNING)
+    return asyncio.run(serve(s))

@@ -1,0 +1,295 @@
+"""The streaming worker: Kafka in, the engine, Kafka out.
+
+Built directly on aiokafka (the client faust-streaming wraps); see
+notes/streaming.md for the measurements behind that choice. Guarantees:
+
+- At least once. Outputs are flushed to Kafka *before* a snapshot records
+  the input positions they came from; after a crash the worker resumes from
+  the last snapshot and produces the same records again with the same ids.
+- State survives restarts: the snapshot holds the engine state, the reorder
+  buffer and the positions, and the consumer seeks to those positions.
+- One time-ordered stream: a ReorderBuffer releases events in `ts` order
+  across partitions, so the output equals `anomalyd replay` on the same data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from typing import Any, Callable
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+
+from ..engine import snapshot
+from ..engine.engine import Engine
+from ..engine.rules.loader import RuleLoadError, RuleSet, load_rules
+from ..engine.timeutil import parse_ts
+from .ordering import ReorderBuffer
+from .snapshots import SnapshotFile
+
+log = logging.getLogger("anomalyd.worker")
+
+
+class Hooks:
+    """Observation points for the metrics surface (no-ops by default)."""
+
+    def alert_latency(self, seconds: float) -> None: ...
+    def batch(self, seconds: float, records: int) -> None: ...
+    def snapshot(self, seconds: float, size: int) -> None: ...
+    def reload(self, ok: bool) -> None: ...
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: "Worker"):
+        self.w = worker
+
+    async def on_partitions_revoked(self, revoked):
+        if revoked and self.w.engine_ready:
+            await self.w.checkpoint("rebalance")
+        self.w.buffer.revoke([(tp.topic, tp.partition) for tp in revoked])
+        for tp in revoked:
+            self.w.assigned.discard(tp)
+
+    async def on_partitions_assigned(self, assigned):
+        w = self.w
+        for tp in assigned:
+            w.assigned.add(tp)
+            pos = w.positions.get((tp.topic, tp.partition))
+            if pos is not None:
+                w.consumer.seek(tp, pos)  # resume exactly where the snapshot left off
+        w.buffer.assign([(tp.topic, tp.partition) for tp in assigned])
+        w.assigned_once = True
+        log.info("assigned %d partitions", len(assigned))
+
+
+class Worker:
+    def __init__(self, *, bootstrap: str, engine: Engine, input_topics: dict[str, str],
+                 output_topics: dict[str, str], group_id: str, snapshots: SnapshotFile,
+                 snapshot_interval_s: float = 5.0, session_timeout_ms: int = 6000,
+                 security: dict | None = None, client_id: str = "anomalyd", hooks: Hooks | None = None,
+                 log_alerts: bool = True, partition_idle_s: float = 3.0):
+        self.bootstrap = bootstrap
+        self.engine = engine
+        self.input_topics = input_topics
+        self.output_topics = output_topics
+        self.group_id = group_id
+        self.snapshots = snapshots
+        self.snapshot_interval_s = snapshot_interval_s
+        self.session_timeout_ms = session_timeout_ms
+        self.security = security or {}
+        self.client_id = client_id
+        self.hooks = hooks or Hooks()
+        self.log_alerts = log_alerts
+        self.buffer = ReorderBuffer(partition_idle_s)
+        self.positions: dict[tuple[str, int], int] = {}
+        self.assigned: set[TopicPartition] = set()
+        self.assigned_once = False
+        self.engine_ready = False
+        self.stopping = asyncio.Event()
+        self.last_loop = time.monotonic()
+        self.broker_ok = False
+        self.records = 0
+        self.produced: dict[str, int] = {}
+        self.pending_reload: RuleSet | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+
+    # -- state ---------------------------------------------------------------
+    def restore(self) -> None:
+        data = self.snapshots.read()
+        if data is None:
+            log.info("no snapshot: starting from committed offsets")
+            return
+        try:
+            extra, report = snapshot.load(self.engine, data)
+        except Exception as exc:  # a damaged file must not stop the service
+            log.error("snapshot %s unreadable (%s): starting from committed offsets", self.snapshots.path, exc)
+            return
+        self.positions = {(t, p): o for t, p, o in extra["positions"]}
+        for source, topic, partition, offset, key, raw in extra["buffer"]:
+            ev, _ = self.engine.decode_record(source, raw, topic, partition, offset, key)
+            if ev is not None:
+                self.buffer.push((topic, partition), ev.ts, (source, ev, topic, partition, offset, key, raw))
+        log.info("restored snapshot: %d rules with state, %d fresh, %d buffered, positions %s",
+                 len(report["restored"]), len(report["fresh"]), len(self.buffer), sorted(self.positions.items()))
+
+    async def checkpoint(self, why: str = "interval") -> None:
+        """Flush outputs, then record state + positions, then commit offsets."""
+        t = time.monotonic()
+        await self.producer.flush()
+        buffered = [(src, topic, part, off, key, raw) for src, _ev, topic, part, off, key, raw in self.buffer.items()]
+        extra = {"positions": [(t_, p, o) for (t_, p), o in self.positions.items()], "buffer": buffered}
+        data = snapshot.dump(self.engine, extra)
+        await asyncio.get_running_loop().run_in_executor(None, self.snapshots.write, data)
+        # Offsets committed to Kafka are for lag monitoring and for a lost
+        # snapshot file; they never pass a record still in the buffer.
+        commit = {}
+        low: dict[tuple[str, int], int] = {}
+        for _s, _e, topic, part, off, _k, _r in self.buffer.items():
+            low[(topic, part)] = min(off, low.get((topic, part), off))
+        for tp in self.assigned:
+            pos = self.positions.get((tp.topic, tp.partition))
+            if pos is not None:
+                commit[tp] = min(pos, low.get((tp.topic, tp.partition), pos))
+        if commit:
+            try:
+                await self.consumer.commit(commit)
+            except Exception as exc:  # e.g. during a rebalance; the snapshot is what counts
+                log.warning("offset commit failed (%s); state is safe in the snapshot", exc)
+        self.hooks.snapshot(time.monotonic() - t, len(data))
+        log.debug("checkpoint (%s): %d bytes in %.3fs", why, len(data), time.monotonic() - t)
+
+    # -- output ----------------------------------------------------------------
+    async def emit(self, outs: list) -> None:
+        now = time.time()
+        for kind, key, value in outs:
+            topic = self.output_topics[kind]
+            await self.producer.send(topic, key=key.encode(), value=json.dumps(value, separators=(",", ":")).encode())
+            self.produced[kind] = self.produced.get(kind, 0) + 1
+            if kind in ("alerts", "alerts-shadow"):
+                self.hooks.alert_latency(max(0.0, now - parse_ts(value["ts"]) / 1000))
+                if self.log_alerts:
+                    log.warning("%s %s %s %s: %s", kind[:-1], value["status"].upper(), value["rule_id"],
+                                json.dumps(value["group"]), value["message"])
+            elif kind == "breaker-commands" and self.log_alerts:
+                log.warning("breaker %s %s %s", value["action"].upper(), value["breaker"], json.dumps(value["scope"]))
+
+    # -- main loop ---------------------------------------------------------------
+    async def run(self) -> None:
+        common = dict(bootstrap_servers=self.bootstrap, client_id=self.client_id, **self.security)
+        self.producer = AIOKafkaProducer(acks="all", linger_ms=5, enable_idempotence=False, **common)
+        self.consumer = AIOKafkaConsumer(
+            group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+            session_timeout_ms=self.session_timeout_ms, heartbeat_interval_ms=max(500, self.session_timeout_ms // 6),
+            rebalance_timeout_ms=self.session_timeout_ms, max_poll_records=5000,
+            fetch_max_wait_ms=100, **common)
+        self.restore()
+        self.engine_ready = True
+        await self.producer.start()
+        try:
+            await self.consumer.start()
+            self.broker_ok = True
+            self.consumer.subscribe(list(self.input_topics), listener=_Rebalance(self))
+            last_snap = time.monotonic()
+            while not self.stopping.is_set():
+                self.last_loop = time.monotonic()
+                if self.pending_reload is not None:
+                    self._apply_reload()
+                try:
+                    batch = await self.consumer.getmany(timeout_ms=200, max_records=5000)
+                    self.broker_ok = True
+                except Exception as exc:
+                    self.broker_ok = False
+                    log.error("fetch failed: %s", exc)
+                    await asyncio.sleep(1)
+                    continue
+                if batch or len(self.buffer):
+                    await self._process(batch)
+                if time.monotonic() - last_snap >= self.snapshot_interval_s:
+                    await self.checkpoint()
+                    last_snap = time.monotonic()
+        finally:
+            try:
+                if self.engine_ready and self.consumer is not None and self.assigned:
+                    await asyncio.wait_for(self.checkpoint("shutdown"), timeout=5)
+            except Exception as exc:
+                log.error("final checkpoint failed: %s", exc)
+            await self._close()
+
+    async def _close(self) -> None:
+        for client in (self.consumer, self.producer):
+            if client is not None:
+                try:
+                    await asyncio.wait_for(client.stop(), timeout=3)
+                except Exception as exc:
+                    log.warning("closing %s: %s", type(client).__name__, exc)
+
+    async def _process(self, batch: dict) -> None:
+        t = time.perf_counter()
+        engine, buffer = self.engine, self.buffer
+        outs: list = []
+        n = 0
+        for tp, recs in batch.items():
+            source = self.input_topics[tp.topic]
+            part = (tp.topic, tp.partition)
+            for rec in recs:
+                ev, dead = engine.decode_record(source, rec.value if rec.value is not None else b"",
+                                                tp.topic, tp.partition, rec.offset, rec.key)
+                if dead is not None:
+                    outs.append(dead)
+                else:
+                    buffer.push(part, ev.ts, (source, ev, tp.topic, tp.partition, rec.offset,
+                                              rec.key.decode("utf-8", "replace") if rec.key else None, rec.value))
+            n += len(recs)
+            if recs:
+                self.positions[part] = recs[-1].offset + 1
+        for tp in list(self.assigned):
+            hw = self.consumer.highwater(tp)
+            if hw is None:
+                continue  # not fetched yet: its state is unknown, it holds the watermark
+            part = (tp.topic, tp.partition)
+            pos = self.positions.get(part)
+            if pos is None:
+                try:  # nothing delivered yet: where is the consumer (committed offset)?
+                    pos = await self.consumer.position(tp)
+                except Exception:
+                    continue
+                self.positions[part] = pos
+            buffer.set_caught_up(part, pos >= hw)
+        for source, ev, *_ in buffer.ready():
+            outs.extend(engine.process_event(source, ev))
+        if outs:
+            await self.emit(outs)
+        self.records += n
+        self.hooks.batch(time.perf_counter() - t, n)
+
+    # -- rules ---------------------------------------------------------------------
+    def request_reload(self, ruleset: RuleSet) -> None:
+        self.pending_reload = ruleset  # applied between batches: the swap is atomic
+
+    def _apply_reload(self) -> None:
+        rs, self.pending_reload = self.pending_reload, None
+        report = self.engine.replace_rules(rs)
+        log.info("rules reloaded (version %s): kept %s, added %s, changed %s, removed %s",
+                 rs.version, report["kept"], report["added"], report["changed"], report["removed"])
+
+    @property
+    def ready(self) -> bool:
+        return self.engine_ready and self.assigned_once and bool(self.assigned) and self.broker_ok
+
+    @property
+    def alive(self) -> bool:
+        return time.monotonic() - self.last_loop < 30
+
+
+class RulesWatcher:
+    """Polls a rules directory; a changed set is validated in full before use."""
+
+    def __init__(self, directory, on_good: Callable[[RuleSet], Any], on_bad: Callable[[list], Any]):
+        from pathlib import Path
+
+        self.dir = Path(directory)
+        self.on_good, self.on_bad = on_good, on_bad
+        self.seen = self._stamp()
+
+    def _stamp(self) -> tuple:
+        try:
+            return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                                for p in self.dir.iterdir() if p.suffix in (".yaml", ".yml")))
+        except OSError:
+            return ()
+
+    def check(self, force: bool = False) -> None:
+        stamp = self._stamp()
+        if stamp == self.seen and not force:
+            return
+        self.seen = stamp
+        try:
+            rs = load_rules(self.dir)
+        except RuleLoadError as exc:
+            self.on_bad(exc.errors)
+            return
+        self.on_good(rs)

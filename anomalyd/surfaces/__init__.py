@@ -1,0 +1,1 @@
+"""Surfaces: settings, metrics and health HTTP (the CLI lives in anomalyd.cli)."""

@@ -1,0 +1,90 @@
+"""Prometheus metrics. Engine figures are read at scrape time by a collector
+(no per-event cost); latencies are histograms observed through worker hooks."""
+
+from __future__ import annotations
+
+import time
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+from ..io.worker import Hooks, Worker
+
+
+class EngineCollector:
+    def __init__(self, worker: Worker):
+        self.w = worker
+
+    def collect(self):
+        eng = self.w.engine
+        c = CounterMetricFamily("anomalyd_events_consumed", "Valid events consumed, by source topic", labels=["topic"])
+        names = {v: k for k, v in self.w.input_topics.items()}
+        for source, n in sorted(eng.consumed.items()):
+            c.add_metric([names.get(source, source)], n)
+        yield c
+        c = CounterMetricFamily("anomalyd_events_invalid", "Records sent to the dead-letter topic, by reason", labels=["reason"])
+        for reason, n in sorted(eng.invalid.items()):
+            c.add_metric([reason], n)
+        yield c
+        yield CounterMetricFamily("anomalyd_events_late", "Events later than allowed_lateness (not evaluated)", value=eng.late)
+        a = CounterMetricFamily("anomalyd_alerts", "Alert state changes", labels=["rule_id", "severity", "status", "mode"])
+        b = CounterMetricFamily("anomalyd_breaker_commands", "Breaker commands", labels=["rule_id", "action"])
+        g = GaugeMetricFamily("anomalyd_rule_groups", "Groups with live state", labels=["rule_id"])
+        f = GaugeMetricFamily("anomalyd_alerts_firing", "Alerts firing now", labels=["rule_id", "mode"])
+        e = CounterMetricFamily("anomalyd_rule_evictions", "Group states evicted (idle or over the cap)", labels=["rule_id"])
+        o = GaugeMetricFamily("anomalyd_breakers_open", "Breaker scopes open now", labels=["rule_id"])
+        for rid, r in sorted(eng.runners.items()):
+            mode = r.rule.mode
+            for (sev, status), n in sorted(r.life.counts.items()):
+                a.add_metric([rid, sev, status, mode], n)
+            for action, n in sorted(r.life.commands.items()):
+                b.add_metric([rid, action], n)
+            g.add_metric([rid], r.groups())
+            f.add_metric([rid, mode], len(r.life.active))
+            e.add_metric([rid], r.store.evicted)
+            o.add_metric([rid], len(r.life.scopes))
+        yield from (a, b, g, f, e, o)
+        yield GaugeMetricFamily("anomalyd_rules_loaded", "Enabled rules running", value=len(eng.runners))
+        info = GaugeMetricFamily("anomalyd_ruleset_info", "Version of the running rule set", labels=["version"])
+        info.add_metric([eng.ruleset_version or "none"], 1)
+        yield info
+        now = eng.clock.now
+        yield GaugeMetricFamily("anomalyd_stream_time_seconds", "The stream's event time (epoch seconds)",
+                                value=now / 1000 if now >= 0 else 0)
+        yield GaugeMetricFamily("anomalyd_reorder_buffer_events", "Events waiting for slower partitions", value=len(self.w.buffer))
+        yield GaugeMetricFamily("anomalyd_assigned_partitions", "Input partitions assigned", value=len(self.w.assigned))
+        yield GaugeMetricFamily("anomalyd_ready", "1 when assigned, restored and connected", value=1 if self.w.ready else 0)
+
+
+class PromHooks(Hooks):
+    def __init__(self, registry: CollectorRegistry):
+        self.latency = Histogram("anomalyd_event_to_alert_latency_seconds",
+                                 "Wall clock at emit minus the alert's event time",
+                                 buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+                                 registry=registry)
+        self.batch_seconds = Histogram("anomalyd_batch_processing_seconds",
+                                       "Time to decode and evaluate one fetched batch",
+                                       buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
+                                       registry=registry)
+        self.records = Counter("anomalyd_records_fetched", "Input records fetched from Kafka", registry=registry)
+        self.snap = Histogram("anomalyd_checkpoint_seconds", "Time to flush outputs and write a snapshot", registry=registry)
+        self.snap_bytes = Gauge("anomalyd_checkpoint_bytes", "Size of the last snapshot", registry=registry)
+        self.last_snap = Gauge("anomalyd_checkpoint_timestamp_seconds", "Wall clock of the last snapshot", registry=registry)
+        self.reloads = Counter("anomalyd_rule_reloads", "Successful rule reloads", registry=registry)
+        self.reload_failures = Counter("anomalyd_rule_reload_failures", "Rule edits refused (old rules kept)", registry=registry)
+
+    def alert_latency(self, seconds: float) -> None:
+        self.latency.observe(seconds)
+
+    def batch(self, seconds: float, records: int) -> None:
+        if records:
+            self.batch_seconds.observe(seconds)
+            self.records.inc(records)
+
+    def snapshot(self, seconds: float, size: int) -> None:
+        self.snap.observe(seconds)
+        self.snap_bytes.set(size)
+        self.last_snap.set(time.time())
+
+    def reload(self, ok: bool) -> None:
+        (self.reloads if ok else self.reload_failures).inc()

@@ -1,0 +1,100 @@
+"""Service settings: `ANOMALYD_*` environment variables (or a .env file),
+overridden by `anomalyd run` flags. Secrets may come from files
+(`ANOMALYD_SASL_PASSWORD_FILE`) and are never logged."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from ..engine.timeutil import parse_duration
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ANOMALYD_", env_file=".env", extra="ignore")
+
+    # Kafka. No bootstrap servers: start the embedded broker.
+    bootstrap_servers: str | None = Field(None, description="host:port[,host:port]; unset = embedded broker")
+    embedded_host: str = "127.0.0.1"
+    embedded_port: int = 9092
+    group_id: str = "anomalyd"
+    client_id: str = "anomalyd"
+    partitions: int = Field(4, description="partitions for topics anomalyd creates")
+    create_topics: bool = True
+    session_timeout_ms: int = Field(6000, description="consumer group session; group joins take about half")
+
+    topic_orders: str = "orders"
+    topic_inventory: str = "inventory"
+    topic_payments: str = "payments"
+    topic_complaints: str = "complaints"
+    topic_alerts: str = "alerts"
+    topic_alerts_shadow: str = "alerts-shadow"
+    topic_commands: str = "breaker-commands"
+    topic_dead_letter: str = "dead-letter"
+
+    # Security (external Kafka).
+    security_protocol: str = Field("PLAINTEXT", description="PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL")
+    sasl_mechanism: str | None = Field(None, description="PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512")
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    sasl_password_file: Path | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+
+    # Engine.
+    rules_dir: Path = Path("rules")
+    allowed_lateness: str = "1m"
+    idle_timeout: str = "1h"
+    max_groups: int = 500_000
+    max_future_skew: str = "1d"
+
+    # State and surfaces.
+    state_dir: Path = Field(Path("state"), description="engine snapshots (one file per group id)")
+    snapshot_interval: str = Field("5s", description="how often state and offsets are checkpointed")
+    metrics_host: str = Field("127.0.0.1", description="bind address of /metrics, /healthz, /readyz")
+    metrics_port: int = 9108
+    reload_interval: str = Field("2s", description="how often the rules directory is checked for changes")
+    log_alerts: bool = True
+    partition_idle_timeout: str = Field("3s", description="wall-clock wait before a caught-up partition stops holding back event time")
+
+    @field_validator("allowed_lateness", "idle_timeout", "max_future_skew", "snapshot_interval", "reload_interval", "partition_idle_timeout")
+    @classmethod
+    def _duration(cls, v: str) -> str:
+        parse_duration(v)
+        return v
+
+    def ms(self, name: str) -> int:
+        return parse_duration(getattr(self, name))
+
+    def input_topics(self) -> dict[str, str]:
+        """topic name -> event source."""
+        return {self.topic_orders: "orders", self.topic_inventory: "inventory",
+                self.topic_payments: "payments", self.topic_complaints: "complaints"}
+
+    def output_topics(self) -> dict[str, str]:
+        """engine output kind -> topic name."""
+        return {"alerts": self.topic_alerts, "alerts-shadow": self.topic_alerts_shadow,
+                "breaker-commands": self.topic_commands, "dead-letter": self.topic_dead_letter}
+
+    def password(self) -> str | None:
+        if self.sasl_password_file:
+            return self.sasl_password_file.read_text().strip()
+        return self.sasl_password.get_secret_value() if self.sasl_password else None
+
+    def kafka_security(self) -> dict:
+        """Keyword arguments for aiokafka clients."""
+        kw: dict = {"security_protocol": self.security_protocol}
+        if self.sasl_mechanism:
+            kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                      sasl_plain_password=self.password())
+        if self.security_protocol in ("SSL", "SASL_SSL"):
+            from aiokafka.helpers import create_ssl_context
+
+            kw["ssl_context"] = create_ssl_context(
+                cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
+                certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None)
+        return kw
