@@ -56,6 +56,9 @@ def bench_replay(n_events: int) -> dict:
                 f.write(json.dumps(env, separators=(",", ":")) + "\n")
     lines = path.read_bytes().splitlines()
     rules = load_rules(ROOT / "rules")
+    from anomalyd.engine import tune_gc
+
+    tune_gc()  # as `anomalyd replay` does
 
     def loads():
         for ln in lines:

@@ -50,6 +50,9 @@ def run_replay(path: str, rules_dir: str, config: EngineConfig, summary: bool, o
         for e in exc.errors:
             print(e, file=sys.stderr)
         return 1
+    from ..engine import tune_gc
+
+    tune_gc()
     engine = Engine(ruleset, config)
     try:
         size = os.path.getsize(path) if path != "-" else 0

@@ -57,6 +57,9 @@ async def serve(s: Settings) -> int:
 
         registry = CollectorRegistry()
         hooks = PromHooks(registry)
+        from ..engine import tune_gc
+
+        tune_gc()
         engine = Engine(ruleset, engine_config(s))
         worker = Worker(bootstrap=bootstrap, engine=engine, input_topics=s.input_topics(),
                         output_topics=s.output_topics(), group_id=s.group_id,

@@ -116,7 +116,15 @@ class Engine:
             exc = Rejected("future_ts", f"ts is more than {self.config.max_future_skew_ms // 3_600_000}h ahead of the stream's event time")
             return [self._dead(ev.model_dump_json(), exc, source)]
         self.consumed[source] += 1
-        new_now = clock.observe(partition, ts)
+        if partition is None:  # one time-ordered stream (replay, the worker's reorder buffer)
+            if ts > now:
+                clock.now = ts
+                clock.parts[None] = ts
+                new_now = ts
+            else:
+                new_now = now
+        else:
+            new_now = clock.observe(partition, ts)
         if not self.started:
             self.started = True
             for r in self.runners.values():

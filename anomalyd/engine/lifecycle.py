@@ -36,6 +36,13 @@ def _num(v: Any) -> Any:
     return v
 
 
+def _show(v: Any) -> Any:
+    """Numbers as people read them in a message: 100.21, 0.2315, 55."""
+    if type(v) is float:
+        return round(v, 2) if abs(v) >= 1 else round(v, 4)
+    return v
+
+
 class _Fmt(dict):
     def __missing__(self, key: str) -> str:
         return "{" + key + "}"
@@ -131,8 +138,8 @@ class Lifecycle:
         else:
             alert_id = _h(f"{fp}|{a.started}|resolved|{now}", 16)
         fields = _Fmt(group)
-        fields.update(details)
-        fields.update(value=value, threshold=threshold, rule_id=rule.id, severity=rule.severity,
+        fields.update({k: _show(v) for k, v in details.items()})
+        fields.update(value=_show(value), threshold=_show(threshold), rule_id=rule.id, severity=rule.severity,
                       source=rule.source, window=self.window_text, group=group)
         if rule.message:
             message = rule.message.format_map(fields)

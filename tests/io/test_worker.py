@@ -117,6 +117,10 @@ def test_metrics_and_health_endpoints(broker, tmp_path):
                  "anomalyd_event_to_alert_latency_seconds_bucket", "anomalyd_rule_groups{rule_id=\"negative-stock\"}",
                  "anomalyd_rule_reload_failures_total 0.0", "anomalyd_assigned_partitions 16.0"):
         assert name in text, name
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool not installed (Debian package prometheus; .ci/run installs it)")
+    lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+    assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), lint.stdout + lint.stderr
 
 
 def test_hot_reload_keeps_old_rules_on_a_broken_edit_and_applies_a_good_one(broker, tmp_path):
