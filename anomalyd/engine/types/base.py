@@ -84,6 +84,16 @@ class Runner:
     def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
         raise NotImplementedError
 
+    def group_key(self, ev: Any) -> Any:
+        """The group of an event this rule looks at, or _SKIP when the event
+        fails `where` or lacks a `group_by` field."""
+        if self.where is not None and not self.where(ev):
+            return _SKIP
+        key = self.key_of(ev)
+        if key is _SKIP:
+            self.skipped_no_group += 1
+        return key
+
     def on_start(self, now: int, out: list[Output]) -> None:
         """The stream's first event time (absence rules start their clock)."""
 
@@ -141,6 +151,41 @@ class WindowedRunner(Runner):
         for span in range(1, self.spans + 1):
             self.timers.add((k + span * n) * b, key)
 
+    # A windowed type says how an event adds to its bucket and to the running
+    # totals, how totals are recomputed, and how they are judged.
+    def add(self, st: "WinState", ev: Any, k: int, cur: int) -> None:
+        raise NotImplementedError
+
+    def totals(self, st: "WinState", cur: int) -> None:
+        raise NotImplementedError
+
+    def judge(self, key: Hashable, st: "WinState | None", now: int, evidence: Any, out: list[Output]) -> None:
+        raise NotImplementedError
+
+    def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
+        key = self.group_key(ev)
+        if key is _SKIP:
+            return
+        st = self.store.get(key)
+        if st is None:
+            st = WinState()
+            self.store.put(key, st)
+        b = self.b
+        k = ev.ts // b
+        cur = now // b
+        if st.at == cur:
+            self.add(st, ev, k, cur)  # also updates the running totals
+        else:
+            self.add(st, ev, k, None)
+            self.totals(st, cur)
+        self.schedule(key, k, now)
+        self.judge(key, st, now, st.evidence, out)
+
+    def reevaluate(self, key: Hashable, t: int, out: list[Output]) -> None:
+        st = self.store.get(key)
+        if st is not None:
+            self.totals(st, t // self.b)
+        self.judge(key, st, t, None, out)
 
 
 class WinState:

@@ -72,11 +72,8 @@ class ChangeRunner(Runner):
         return (s / c if c else None), [ev.event_id]
 
     def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
-        if self.where is not None and not self.where(ev):
-            return
-        key = self.key_of(ev)
+        key = self.group_key(ev)
         if key is _SKIP:
-            self.skipped_no_group += 1
             return
         v = self.get(ev)
         if type(v) is not float and type(v) is not int:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any, Hashable
 
 from ..lifecycle import Output
-from .base import _SKIP, WindowedRunner, WinState
+from .base import WindowedRunner, WinState
 
 
 class SurgeRunner(WindowedRunner):
@@ -23,7 +23,17 @@ class SurgeRunner(WindowedRunner):
         # not empty: judging it as zero would make every group "surge".
         self.judge_from = now + 2 * self.window
 
-    def _totals(self, st: WinState, cur: int) -> None:
+    def add(self, st: WinState, ev: Any, k: int, cur: int | None) -> None:
+        st.buckets[k] = st.buckets.get(k, 0) + 1
+        st.evidence.append(ev.event_id)
+        if cur is not None:
+            n = self.n
+            if cur - n < k <= cur:
+                st.tot += 1
+            elif cur - 2 * n < k <= cur - n:
+                st.tot2 += 1
+
+    def totals(self, st: WinState, cur: int) -> None:
         mid = cur - self.n
         lo = mid - self.n
         if len(st.buckets) > 2 * self.n + 2:
@@ -36,44 +46,11 @@ class SurgeRunner(WindowedRunner):
                 prev_n += c
         st.at, st.tot, st.tot2 = cur, cur_n, prev_n
 
-    def _judge(self, key: Hashable, cur_n: int, prev_n: int, now: int, evidence: Any, out: list[Output]) -> None:
+    def judge(self, key: Hashable, st: WinState | None, now: int, evidence: Any, out: list[Output]) -> None:
+        cur_n, prev_n = (st.tot, st.tot2) if st is not None else (0, 0)
         bar = prev_n * self.factor
         holds = cur_n >= self.min_count and cur_n > bar and now >= self.judge_from
         if holds or key in self.life.active:
             change = round((cur_n - prev_n) / prev_n * 100, 2) if prev_n else None
             self.life.update(key, holds, now, cur_n, bar, evidence or [],
                              {"current": cur_n, "previous": prev_n, "change_pct": change}, out)
-
-    def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
-        if self.where is not None and not self.where(ev):
-            return
-        key = self.key_of(ev)
-        if key is _SKIP:
-            self.skipped_no_group += 1
-            return
-        st = self.store.get(key)
-        if st is None:
-            st = WinState()
-            self.store.put(key, st)
-        b, n = self.b, self.n
-        k = ev.ts // b
-        cur = now // b
-        st.buckets[k] = st.buckets.get(k, 0) + 1
-        st.evidence.append(ev.event_id)
-        if st.at == cur:
-            if cur - n < k <= cur:
-                st.tot += 1
-            elif cur - 2 * n < k <= cur - n:
-                st.tot2 += 1
-        else:
-            self._totals(st, cur)
-        self.schedule(key, k, now)
-        self._judge(key, st.tot, st.tot2, now, st.evidence, out)
-
-    def reevaluate(self, key: Hashable, t: int, out: list[Output]) -> None:
-        st = self.store.get(key)
-        if st is None:
-            self._judge(key, 0, 0, t, None, out)
-            return
-        self._totals(st, t // self.b)
-        self._judge(key, st.tot, st.tot2, t, None, out)

@@ -18,11 +18,8 @@ class ThresholdRunner(Runner):
         self.value = rule.value
 
     def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
-        if self.where is not None and not self.where(ev):
-            return
-        key = self.key_of(ev)
+        key = self.group_key(ev)
         if key is _SKIP:
-            self.skipped_no_group += 1
             return
         v = self.get(ev)
         holds = self.test(v)
