@@ -8,7 +8,7 @@ thus sees one time-ordered stream, exactly as `anomalyd replay` does on a
 time-ordered file, and a fast partition cannot make another look late or
 silent. A partition whose state is not known yet holds the others back; one
 that is caught up (position at its high watermark) stops holding them back
-only after `idle_s` seconds of wall-clock time, so a producer that writes one
+only after `idle_s` seconds of wall-clock time without new data, so a producer that writes one
 topic a little behind another does not make that topic look silent or late
 (the idea of Kafka Streams' max.task.idle.ms). Wall-clock time only decides
 how long to wait for data, never what a window holds.
@@ -24,7 +24,7 @@ INF = float("inf")
 
 
 class ReorderBuffer:
-    def __init__(self, idle_s: float = 3.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, idle_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
         self.heap: list[tuple[int, int, Any]] = []
         self.seq = 0
         self.part_max: dict[Hashable, int] = {}
@@ -56,6 +56,8 @@ class ReorderBuffer:
                 if since is not None:
                     self.caught_up[p] = now
         self.last_push = now
+        if self.caught_up.get(part) is not None:
+            self.caught_up[part] = None  # new data: active again; idle counts from its next catch-up
         m = self.part_max.get(part)
         if m is None or ts > m:
             self.part_max[part] = ts

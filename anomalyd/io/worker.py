@@ -70,7 +70,7 @@ class Worker:
                  output_topics: dict[str, str], group_id: str, snapshots: SnapshotFile,
                  snapshot_interval_s: float = 5.0, session_timeout_ms: int = 6000,
                  security: dict | None = None, client_id: str = "anomalyd", hooks: Hooks | None = None,
-                 log_alerts: bool = True, partition_idle_s: float = 3.0):
+                 log_alerts: bool = True, partition_idle_s: float = 0.5):
         self.bootstrap = bootstrap
         self.engine = engine
         self.input_topics = input_topics
@@ -165,7 +165,7 @@ class Worker:
             group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=self.session_timeout_ms, heartbeat_interval_ms=max(500, self.session_timeout_ms // 6),
             rebalance_timeout_ms=self.session_timeout_ms, max_poll_records=5000,
-            fetch_max_wait_ms=100, **common)
+            fetch_max_wait_ms=50, **common)
         self.restore()
         self.engine_ready = True
         await self.producer.start()
@@ -179,7 +179,8 @@ class Worker:
                 if self.pending_reload is not None:
                     self._apply_reload()
                 try:
-                    batch = await self.consumer.getmany(timeout_ms=200, max_records=5000)
+                    # Poll briskly while events wait for a quiet partition's grace period.
+                    batch = await self.consumer.getmany(timeout_ms=50 if len(self.buffer) else 200, max_records=5000)
                     self.broker_ok = True
                 except Exception as exc:
                     self.broker_ok = False

@@ -52,3 +52,23 @@ def test_after_a_lull_quiet_partitions_get_a_fresh_grace_period():
     assert list(b.ready()) == []              # b may be about to deliver older events
     c.t = 103.5
     assert list(b.ready()) == ["a10"]
+
+
+def test_a_busy_partition_is_never_idle_however_often_it_is_drained():
+    """b's producer runs half a second behind a's; both are drained by every
+    fetch. b must keep holding the watermark, so its older events are not
+    overtaken by a's newer ones (the bug: busy partitions counted as idle)."""
+    c = Clock()
+    b = ReorderBuffer(idle_s=3, clock=c)
+    b.assign(["a", "b"])
+    out = []
+    for i in range(100):
+        c.t = i * 0.1
+        b.push("a", 1000 + i * 100, ("a", 1000 + i * 100))
+        if i >= 5:
+            b.push("b", 1000 + (i - 5) * 100 + 50, ("b", 1000 + (i - 5) * 100 + 50))
+        b.set_caught_up("a", True)
+        b.set_caught_up("b", True)
+        out += list(b.ready())
+    ts = [t for _, t in out]
+    assert ts == sorted(ts) and len(out) > 150
