@@ -17,8 +17,9 @@ def iter_lines(path: str) -> Iterator[tuple[int, bytes]]:
     f = sys.stdin.buffer if path == "-" else open(path, "rb")
     try:
         for n, line in enumerate(f, 1):
-            if line.strip():
-                yield n, line.rstrip(b"\r\n")
+            line = line.rstrip(b"\r\n")
+            if len(line) > 2 or line.strip():  # skip blank lines; one copy per line, not two
+                yield n, line
     finally:
         if f is not sys.stdin.buffer:
             f.close()
@@ -32,7 +33,8 @@ def write_outputs(outs: list, stream: IO[str]) -> None:
 
 def _progress(path: str):
     """A progress bar on stderr for large files, only when stderr is a terminal."""
-    if path == "-" or not sys.stderr.isatty() or os.path.getsize(path) < 20 * 1024 * 1024:
+    min_bytes = int(os.environ.get("ANOMALYD_PROGRESS_MIN_BYTES", 20 * 1024 * 1024))
+    if path == "-" or not sys.stderr.isatty() or os.path.getsize(path) < min_bytes:
         return None
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
@@ -79,7 +81,7 @@ def run_replay(path: str, rules_dir: str, config: EngineConfig, summary: bool, o
                 if outs:
                     buf.extend(outs)
                 done += len(line) + 1
-                if n % 20000 == 0:
+                if n % 2000 == 0:
                     bar.update(task, completed=done)
                     write_outputs(buf, out)
                     buf.clear()

@@ -9,7 +9,9 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any, Hashable, Iterable
 
-from .decode import Rejected, dead_letter, decode_line, decode_value, topic_of
+from pydantic import ValidationError
+
+from .decode import _ENVELOPE_CORE, Rejected, dead_letter, decode_line, decode_value, topic_of
 from .events import SOURCES
 from .lifecycle import DEAD_LETTER, Output
 from .rules.loader import RuleSet
@@ -71,6 +73,14 @@ class Engine:
     # -- input ----------------------------------------------------------------
     def process_line(self, line: str | bytes, lineno: int | None = None) -> list[Output]:
         """One replay line (`{"topic", "value"}` or a kcat -J envelope)."""
+        # decode_line's fast path, inlined: one call fewer per event.
+        if type(line) is bytes and b"NaN" not in line and b"Infinity" not in line:
+            try:
+                env = _ENVELOPE_CORE.validate_json(line)
+            except ValidationError:
+                pass
+            else:
+                return self.process_event(env.topic, env.value)
         try:
             topic, ev = decode_line(line)
         except Rejected as exc:
@@ -106,38 +116,35 @@ class Engine:
         ts = ev.ts
         clock = self.clock
         now = clock.now
-        if ts < now and now >= 0:
-            if ts < now - self.config.allowed_lateness_ms:
-                self.late += 1  # too late: windows have moved on (documented)
-                self.consumed[source] += 1
-                return out
-        elif ts > now + self.config.max_future_skew_ms and now >= 0:
-            self.future += 1
-            exc = Rejected("future_ts", f"ts is more than {self.config.max_future_skew_ms // 3_600_000}h ahead of the stream's event time")
-            return [self._dead(ev.model_dump_json(), exc, source)]
+        if ts >= now:  # in order: the common case
+            if ts - now > self.config.max_future_skew_ms and now >= 0:
+                self.future += 1
+                exc = Rejected("future_ts", f"ts is more than {self.config.max_future_skew_ms // 3_600_000}h ahead of the stream's event time")
+                return [self._dead(ev.model_dump_json(), exc, source)]
+        elif now - ts > self.config.allowed_lateness_ms:
+            self.late += 1  # too late: windows have moved on (documented)
+            self.consumed[source] += 1
+            return out
         self.consumed[source] += 1
         if partition is None:  # one time-ordered stream (replay, the worker's reorder buffer)
             if ts > now:
-                clock.now = ts
+                clock.now = now = ts
                 clock.parts[None] = ts
-                new_now = ts
-            else:
-                new_now = now
         else:
-            new_now = clock.observe(partition, ts)
+            now = clock.observe(partition, ts)
         if not self.started:
             self.started = True
             for r in self.runners.values():
-                r.on_start(new_now, out)
+                r.on_start(now, out)
             self._recompute_due()
-        if new_now >= self.wake.t:
-            self._advance(new_now, out)
-        if new_now >= self.next_tick:
+        if now >= self.wake.t:
+            self._advance(now, out)
+        if now >= self.next_tick:
             for r in self.runners.values():
-                r.store.tick(new_now)
-            self.next_tick = new_now + 60_000
+                r.store.tick(now)
+            self.next_tick = now + 60_000
         for r in self.by_source[source]:
-            r.on_event(ev, new_now, out)
+            r.on_event(ev, now, out)
         return out
 
     def _advance(self, now: int, out: list[Output]) -> None:

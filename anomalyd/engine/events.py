@@ -12,13 +12,17 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 
-from .timeutil import parse_ts
+from .timeutil import MAX_TS_MS, parse_ts
 
 SOURCES = ("orders", "inventory", "payments", "complaints")
 
+# Epoch milliseconds are checked by pydantic-core alone (no Python call per
+# event); only RFC 3339 strings go through parse_ts.
 Timestamp = Annotated[
-    Union[StrictInt, StrictStr],
-    AfterValidator(parse_ts),
+    Union[
+        Annotated[StrictInt, Field(ge=0, le=MAX_TS_MS)],
+        Annotated[StrictStr, AfterValidator(parse_ts)],
+    ],
     Field(description="Event time: RFC 3339 with offset, or epoch milliseconds (1970..9999)"),
 ]
 # Strict float accepts JSON integers but not booleans, strings or NaN.

@@ -22,7 +22,7 @@ _WIN = "\x00W"
 
 def _enc(v: Any) -> Any:
     if isinstance(v, WinState):
-        return (_WIN, v.buckets, list(v.evidence) if v.evidence is not None else None, v.at, v.tot, v.tot2)
+        return (_WIN, v.buckets, list(v.evidence) if v.evidence is not None else None, v.at, v.tot, v.tot2, v.sched)
     return v
 
 
@@ -32,7 +32,7 @@ def _dec(v: Any) -> Any:
         st.buckets = v[1]
         if v[2] is not None:
             st.evidence = deque(v[2], maxlen=EVIDENCE)
-        st.at, st.tot, st.tot2 = v[3], v[4], v[5]
+        st.at, st.tot, st.tot2, st.sched = v[3], v[4], v[5], v[6]
         return st
     return v
 

@@ -148,3 +148,30 @@ def test_simulate_is_seeded_and_its_labelled_anomalies_are_caught(tmp_path):
     for rule_id in ("negative-stock", "order-price-swing", "payment-amount-swing", "complaint-surge",
                     "payment-failure-ratio", "payment-error-burst", "order-feed-silent"):
         assert 1 <= fired[rule_id] <= 2, (rule_id, fired)
+
+
+def test_progress_bar_only_when_stderr_is_a_terminal(tmp_path):
+    import os
+    import pty
+
+    f = tmp_path / "big.jsonl"
+    f.write_text("\n".join(seed_stories() * 8))
+    env = {**os.environ, "ANOMALYD_PROGRESS_MIN_BYTES": "1000", "COLUMNS": "80"}
+    master, slave = pty.openpty()
+    p = subprocess.run(ANOMALYD + ["replay", str(f), "--rules", "rules"], stdout=subprocess.PIPE,
+                       stderr=slave, env=env)
+    os.close(slave)
+    tty = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        tty += chunk
+    os.close(master)
+    plain = subprocess.run(ANOMALYD + ["replay", str(f), "--rules", "rules"], capture_output=True, env=env)
+    assert p.returncode == 0 and p.stdout == plain.stdout    # the bar never touches stdout
+    assert b"replay" in tty and b"\x1b[" in tty               # drawn on the terminal
+    assert plain.stderr == b""                                # nothing when stderr is a pipe

@@ -178,7 +178,9 @@ class WindowedRunner(Runner):
         else:
             self.add(st, ev, k, None)
             self.totals(st, cur)
-        self.schedule(key, k, now)
+        if k != st.sched:  # otherwise this group's moments for bucket k are already set
+            st.sched = k
+            self.schedule(key, k, now)
         self.judge(key, st, now, st.evidence, out)
 
     def reevaluate(self, key: Hashable, t: int, out: list[Output]) -> None:
@@ -197,7 +199,7 @@ class WinState:
     keeps the per-event cost constant instead of a sum over the buckets.
     """
 
-    __slots__ = ("buckets", "evidence", "at", "tot", "tot2")
+    __slots__ = ("buckets", "evidence", "at", "tot", "tot2", "sched")
 
     def __init__(self, evidence: bool = True) -> None:
         self.buckets: dict[int, Any] = {}
@@ -205,6 +207,7 @@ class WinState:
         self.at = -1
         self.tot: Any = 0
         self.tot2: Any = 0
+        self.sched = None  # last bucket whose age-out moments were scheduled
 
 
 __all__ = ["EngineConfig", "Runner", "WindowedRunner", "WinState", "NUMERIC_OPS", "INF", "_SKIP"]

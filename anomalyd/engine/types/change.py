@@ -25,22 +25,23 @@ class ChangeRunner(Runner):
             self.b = max(1, self.window // 10)
             self.n = -(-self.window // self.b)
 
-    def _baseline(self, key: Any, v: float, ev: Any, now: int) -> tuple[float | None, list[str]]:
+    def _previous(self, key: Any, v: float, eid: str) -> Any:
+        """The group's previous (value, event id), replaced by this event's.
+        GroupStore.get/put inlined: this is the 1M-SKU hot path."""
         store = self.store
-        if not self.mean:  # GroupStore.get/put inlined: this is the 1M-SKU hot path
-            young = store.young
-            prev = young.get(key)
-            if prev is None:
-                if store.old:
-                    prev = store.old.pop(key, None)
-                young[key] = (v, ev.event_id)
-                if prev is None:
-                    if len(young) + len(store.old) > store.cap:
-                        store._shrink()
-                    return None, []
-            else:
-                young[key] = (v, ev.event_id)
-            return prev[0], [prev[1], ev.event_id]
+        young = store.young
+        prev = young.get(key)
+        young[key] = (v, eid)
+        if prev is None:
+            if store.old:
+                prev = store.old.pop(key, None)
+            if prev is None and len(young) + len(store.old) > store.cap:
+                store._shrink()
+        return prev
+
+    def _mean(self, key: Any, v: float, ev: Any, now: int) -> float | None:
+        """Mean of the group's values in the window (before this event), then add it."""
+        store = self.store
         st = store.get(key)
         if st is None:
             st = WinState(evidence=False)
@@ -69,22 +70,32 @@ class ChangeRunner(Runner):
             if k <= cur:
                 st.tot += v
                 st.tot2 += 1
-        return (s / c if c else None), [ev.event_id]
+        return s / c if c else None
 
     def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
-        key = self.group_key(ev)
+        # Runner.group_key, inlined on this hot path.
+        if self.where is not None and not self.where(ev):
+            return
+        key = self.key_of(ev)
         if key is _SKIP:
+            self.skipped_no_group += 1
             return
         v = self.get(ev)
         if type(v) is not float and type(v) is not int:
             return  # attrs.NAME may hold a string; a change needs a number
-        base, evidence = self._baseline(key, v, ev, now)
+        if self.mean:
+            prev = None
+            base = self._mean(key, v, ev, now)
+        else:
+            prev = self._previous(key, v, ev.event_id)
+            base = prev[0] if prev is not None else None
         if not base:  # no baseline yet, or 0: a percentage is undefined
             return
         change = (v - base) / abs(base) * 100.0
         pct = self.pct
         holds = (self.up and change > pct) or (self.down and change < -pct)
-        if holds or key in self.life.active:
+        if holds or key in self.life.active:  # evidence and details only when it matters
+            evidence = [prev[1], ev.event_id] if prev is not None else [ev.event_id]
             bound = base * (1 + pct / 100) if change > 0 else base * (1 - pct / 100)
             self.life.update(key, holds, now, v, bound, evidence,
                              {"baseline": base, "change_pct": round(change, 2), "event_id": ev.event_id}, out)
