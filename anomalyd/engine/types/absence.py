@@ -23,12 +23,8 @@ class AbsenceRunner(Runner):
             self.timers.add(now + self.window, "")
 
     def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
-        # Runner.group_key, inlined on this hot path.
-        if self.where is not None and not self.where(ev):
-            return
-        key = self.key_of(ev)
+        key = self.group_key(ev)
         if key is _SKIP:
-            self.skipped_no_group += 1
             return
         st = self.store.get(key)  # [last seen ts, its event id, pending deadline]
         if st is None:
