@@ -50,6 +50,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--embedded-port", type=int, help="port of the embedded broker (default 9092)")
     r.add_argument("--partitions", type=int, help="partitions of topics anomalyd creates (default 4)")
 
+    tp = sub.add_parser("topics", help="Kafka topics")
+    tsub = tp.add_subparsers(dest="topics_cmd", metavar="SUBCOMMAND")
+    tc = tsub.add_parser("create", help="create every input and output topic (idempotent)",
+                         description="Topic names and security settings come from ANOMALYD_* variables, as for `run`.")
+    tc.add_argument("--bootstrap", metavar="HOST:PORT", help="default: ANOMALYD_BOOTSTRAP_SERVERS")
+    tc.add_argument("--partitions", type=int, help="default: ANOMALYD_PARTITIONS (4)")
+    tc.add_argument("--replication-factor", type=int, default=1)
+    tc.add_argument("--config", action="append", default=[], metavar="KEY=VALUE",
+                    help="topic config for every topic, e.g. retention.ms=604800000 (repeatable)")
+
     p = sub.add_parser("replay", help="run the engine over a JSONL file, no broker")
     p.add_argument("events", help="JSONL file ({\"topic\", \"value\"} or kcat -J lines); - for stdin")
     p.add_argument("--rules", required=True, metavar="DIR")
@@ -106,6 +116,30 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"anomalyd run: setting {'.'.join(map(str, e['loc']))}: {e['msg']}", file=sys.stderr)
             return 2
         return run(settings)
+    if a.cmd == "topics":
+        if a.topics_cmd != "create":
+            ap.parse_args(["topics", "--help"])
+            return 2
+        from ..surfaces.settings import Settings
+
+        s = Settings(**{k: v for k, v in {"bootstrap_servers": a.bootstrap, "partitions": a.partitions}.items() if v is not None})
+        if not s.bootstrap_servers:
+            ap.error("topics create needs --bootstrap or ANOMALYD_BOOTSTRAP_SERVERS")
+        bad = [c for c in a.config if "=" not in c]
+        if bad:
+            ap.error(f"--config takes KEY=VALUE, got {bad}")
+        from ..io.admin import ensure_topics, topic_partitions
+
+        names = list(s.input_topics()) + list(s.output_topics().values())
+        configs = dict(c.split("=", 1) for c in a.config)
+        security = s.kafka_security()  # kafka-python takes the same keyword names as aiokafka
+        created = ensure_topics(s.bootstrap_servers, {n: s.partitions for n in names},
+                                {n: configs for n in names} if configs else None, security=security,
+                                replication_factor=a.replication_factor)
+        have = topic_partitions(s.bootstrap_servers, names, security=security)
+        for n in names:
+            print(f"{n}: {have.get(n, '?')} partitions{' (created)' if n in created else ''}")
+        return 0
     if a.cmd == "replay":
         from .replay import run_replay
 
