@@ -205,10 +205,10 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
     the field's type, breaker scope, message placeholders. Works on the raw
     mapping, so these errors are reported even when the rule has others."""
     out: list[RuleError] = []
-    if src not in EVENT_MODELS:
+    if not isinstance(src, str) or src not in EVENT_MODELS:  # pydantic reports a bad source
         return out
     kinds = field_kinds(src)
-    rtype = raw.get("type")
+    rtype = raw.get("type") if isinstance(raw.get("type"), str) else None
     group_by = raw.get("group_by") if isinstance(raw.get("group_by"), list) else []
 
     def err(path: tuple, msg: str, key: bool = False) -> None:
@@ -241,7 +241,8 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
                         err((name, i, "value"), f"{f} is one of {', '.join(choices)}; {val!r} never matches")
 
     for i, g in enumerate(group_by):
-        check_field(("group_by", i), g)
+        if check_field(("group_by", i), g) and kinds.get(g, ("any", None))[0] == "list":
+            err(("group_by", i), f"cannot group by {g}: it is a list")
     if len({g for g in group_by if isinstance(g, str)}) != len(group_by):
         err(("group_by",), "group_by lists a field twice")
     check_conditions("where")
@@ -290,9 +291,18 @@ def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[
     except UnicodeDecodeError as exc:
         errors.append(RuleError(display, 1, 1, f"not UTF-8 ({exc.reason} at byte {exc.start})"))
         return []
-    loader = yaml.SafeLoader(text)
+    try:
+        loader = yaml.SafeLoader(text)  # checks characters at once: may raise ReaderError
+    except yaml.reader.ReaderError as exc:
+        before = text[: exc.position]
+        line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
+        errors.append(RuleError(display, line, col, f"character U+{ord(exc.character) if isinstance(exc.character, str) else exc.character:04X} is not allowed in YAML"))
+        return []
     try:
         node = loader.get_single_node()
+    except yaml.reader.ReaderError as exc:
+        errors.append(RuleError(display, 1, 1, f"character U+{ord(exc.character) if isinstance(exc.character, str) else exc.character:04X} is not allowed in YAML"))
+        return []
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line, col = _pos(mark) if mark else (1, 1)
@@ -341,7 +351,7 @@ def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[
             errors.append(RuleError(display, *rule_pos, "each rule must be a mapping"))
             continue
         rtype = raw.get("type")
-        if rtype not in RULE_TYPES:
+        if not isinstance(rtype, str) or rtype not in RULE_TYPES:
             at = pos[rp + ("type",)][1] if "type" in raw else rule_pos
             if rtype is None:
                 msg = f"missing required key 'type' (one of {', '.join(RULE_TYPES)})"
