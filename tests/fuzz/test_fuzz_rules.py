@@ -36,7 +36,7 @@ def mutated(draw):
             lines.insert(i, draw(st.sampled_from(TOKENS)) + " " + draw(st.sampled_from(TOKENS)))
         elif op == "replace":
             tok = draw(st.sampled_from(TOKENS))
-            lines[i] = re.sub(r":\s.*$", ": " + tok, lines[i]) if ":" in lines[i] else tok
+            lines[i] = re.sub(r":\s.*$", lambda m: ": " + tok, lines[i]) if ":" in lines[i] else tok
         elif op == "misspell" and lines[i].strip():
             k = draw(st.integers(0, len(lines[i]) - 1))
             lines[i] = lines[i][:k] + lines[i][k + 1:]
