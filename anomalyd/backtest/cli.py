@@ -13,7 +13,6 @@ import sys
 
 from ..engine.timeutil import parse_duration
 from ..engine.types import EngineConfig
-from .core import DEFAULT_LABEL_GAP_MS
 
 
 def _duration(text: str) -> int:
@@ -37,7 +36,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="DIR", help="rules to compare against (e.g. the deployed ones)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout instead of a table")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with timelines")
-    p.add_argument("--label-gap", type=_duration, default=DEFAULT_LABEL_GAP_MS, metavar="DUR",
+    p.add_argument("--label-gap", type=_duration, default=600_000, metavar="DUR",
                    help="labelled events of one kind further apart than this are separate anomalies (default 10m)")
     p.add_argument("--allowed-lateness", type=_duration, default=60_000, metavar="DUR",
                    help="events up to this much out of order still count (default 1m)")

@@ -65,6 +65,20 @@ default rule set's ids); any rule can also claim a kind with a tag
   kind; otherwise ``score`` is null (for instance ``silent-channel`` removes
   orders rather than adding labelled ones, so ``order-feed-silent`` is not
   scored on simulated traffic).
+
+The JSON report (``to_dict()``, keys stable, ``report_version`` 1)
+-------------------------------------------------------------------
+``{report_version, inputs, events: {total, by_topic, dead_letters, late,
+first_ts, last_ts, span_ms, span_hours}, labels: null | {events, gap_ms,
+kinds: {kind: {anomalies, events}}, anomalies: [{id, kind, start, end, events,
+detected_by}]}, current: RUN, baseline: null | RUN, diff: null | {rules:
+{rule_id: {status, only_new, only_old, both, ended_differently, new_episodes,
+old_episodes}}, totals}}`` where RUN is ``{rules_dir, ruleset_version, rules:
+{rule_id: {rule_id, type, source, severity, mode, breaker, kind, fired,
+resolved, open_at_end, groups, alerts_per_hour, firing_ms, breaker_opens,
+noisiest: [{group, firings, firing_ms}], score: null | {kind, anomalies,
+detected, missed, true_positives, false_positives, precision, recall}}},
+totals}``. Times are RFC 3339 UTC, durations milliseconds.
 """
 
 from __future__ import annotations
@@ -79,7 +93,7 @@ from typing import Any, Iterable, Iterator
 
 from ..engine.decode import Rejected, decode_line
 from ..engine.engine import Engine
-from ..engine.lifecycle import ALERTS, COMMANDS, DEAD_LETTER, SHADOW_ALERTS
+from ..engine.lifecycle import ALERTS, COMMANDS, SHADOW_ALERTS
 from ..engine.rules.loader import RuleSet, load_rules
 from ..engine.rules.model import RuleBase
 from ..engine.timeutil import format_ts, parse_ts

@@ -42,9 +42,3 @@ def pct(x: float | None) -> str:
         return f"{x * 100:.1f}%"
     return f"{x * 100:.0f}%"
 
-
-def hm(ms: int) -> str:
-    """Event time as HH:MM:SS UTC (for compact tables)."""
-    from ..engine.timeutil import format_ts
-
-    return format_ts(ms)[11:19]

@@ -132,9 +132,12 @@ def timeline(bt: Backtest, rid: str, episodes: list[Episode], status: dict, kind
     rows: dict[str, list[Episode]] = {}
     for e in sorted(episodes, key=lambda e: (e.start, e.gkey)):
         rows.setdefault(e.gkey, []).append(e)
-    keys = list(rows)
+    keys = list(rows)  # in order of their first episode
     hidden = len(keys) - MAX_ROWS
-    keys = keys[:MAX_ROWS]
+    if hidden > 0:  # keep the groups that caught a labelled anomaly, then the noisiest
+        order = {k: i for i, k in enumerate(keys)}
+        keep = sorted(keys, key=lambda k: (not any(e.verdict == "tp" for e in rows[k]), -len(rows[k]), order[k]))[:MAX_ROWS]
+        keys = sorted(keep, key=order.__getitem__)
     h = AXIS_H + len(keys) * ROW_H + 6
     out = [f'<svg class="tl" viewBox="0 0 {W} {h}" role="img" aria-label="firing episodes of {_e(rid)} over event time">']
     # rows
@@ -167,39 +170,60 @@ def timeline(bt: Backtest, rid: str, episodes: list[Episode], status: dict, kind
                        f'{len(an.event_ids)} labelled events</title>'
                        f'<rect class="band" x="{ax:.1f}" y="{AXIS_H}" width="{wdt:.1f}" height="{h - AXIS_H - 6}"/>'
                        f'<line class="bandedge" x1="{ax:.1f}" x2="{ax:.1f}" y1="{AXIS_H}" y2="{h - 6}"/></g>')
-    # episodes
+    # episodes: neighbours closer than a pixel, of the same kind, share one bar
     bar_h = 12
     for i, k in enumerate(keys):
         y = AXIS_H + i * ROW_H + (ROW_H - bar_h) / 2
+        bars: list[list] = []  # [ax, bx, cls, verdict, episodes]
         for e in rows[k]:
             st = status.get(e.key, "")
             cls = "ep" + (f" {st}" if st in ("new", "old") else "") + (" open" if e.end is None else "")
             ax = x(e.start)
-            bx = x(e.end if e.end is not None else t1)
-            wdt = max(bx - ax, 3.0)
-            tip = [f"{rid} · {group_text(e.group)}", f"{_ts(e.start)} → {_ts(e.end)} UTC",
-                   f"firing {fmt.duration(e.duration(bt.end))}"]
-            if e.message:
-                tip.append(e.message)
-            if st == "new":
-                tip.append("only with the new rules")
-            elif st == "old":
-                tip.append("only with the baseline rules")
-            if e.verdict:
-                tip.append("true positive: " + ", ".join(e.anomalies) if e.verdict == "tp" else "false positive (no labelled anomaly)")
-            out.append(f'<g><title>{_e(chr(10).join(tip))}</title>'
-                       f'<rect class="{cls}" x="{ax:.1f}" y="{y:.1f}" width="{wdt:.1f}" height="{bar_h}" rx="3"/>')
-            if e.end is None:  # still firing at the end of the input
+            bx = max(x(e.end if e.end is not None else t1), ax + 3.0)
+            last = bars[-1] if bars else None
+            if last is not None and last[2] == cls and last[3] == e.verdict and ax <= last[1] + 1.0:
+                last[1] = max(last[1], bx)
+                last[4].append(e)
+            else:
+                bars.append([ax, bx, cls, e.verdict, [e]])
+        for ax, bx, cls, verdict, eps in bars:
+            out.append(f'<g><title>{_e(_tip(bt, rid, eps, status))}</title>'
+                       f'<rect class="{cls}" x="{ax:.1f}" y="{y:.1f}" width="{bx - ax:.1f}" height="{bar_h}" rx="3"/>')
+            if eps[-1].end is None:  # still firing at the end of the input
                 out.append(f'<path d="M{x1 + 1:.1f} {y - 1:.1f} l7 {bar_h / 2 + 1:.1f} l-7 {bar_h / 2 + 1:.1f}z" fill="#98a2b3"/>')
-            if e.verdict:
-                color = "#12a150" if e.verdict == "tp" else "#d92d20"
+            if verdict:
+                color = "#12a150" if verdict == "tp" else "#d92d20"
                 out.append(f'<circle cx="{ax:.1f}" cy="{y - 1:.1f}" r="2.8" fill="{color}" stroke="#fff" stroke-width="1.2"/>')
             out.append("</g>")
     out.append("</svg>")
     svg = "".join(out)
     if hidden > 0:
-        svg += f'<div class="note">{hidden} more group{"s" if hidden != 1 else ""} not drawn (all are counted above).</div>'
+        svg += f'<div class="note">{hidden} more group{"s" if hidden != 1 else ""} not drawn: fewer firings (all are counted above).</div>'
     return svg
+
+
+def _tip(bt: Backtest, rid: str, eps: list[Episode], status: dict) -> str:
+    """The hover text of a bar (one episode, or several drawn as one)."""
+    e = eps[0]
+    st = status.get(e.key, "")
+    if len(eps) == 1:
+        tip = [f"{rid} · {group_text(e.group)}", f"{_ts(e.start)} → {_ts(e.end)} UTC",
+               f"firing {fmt.duration(e.duration(bt.end))}"]
+        if e.message:
+            tip.append(e.message)
+    else:
+        end = None if any(x.end is None for x in eps) else max(x.end for x in eps)  # type: ignore[type-var]
+        tip = [f"{rid} · {group_text(e.group)}: {len(eps)} episodes", f"{_ts(e.start)} → {_ts(end)} UTC",
+               f"firing {fmt.duration(sum(x.duration(bt.end) for x in eps))} in all"]
+    if st == "new":
+        tip.append("only with the new rules")
+    elif st == "old":
+        tip.append("only with the baseline rules")
+    if e.verdict == "tp":
+        tip.append("true positive: " + ", ".join(sorted({a for x in eps for a in x.anomalies})))
+    elif e.verdict == "fp":
+        tip.append("false positive (no labelled anomaly)")
+    return "\n".join(tip)
 
 
 # -- the page ---------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 import sys
 from typing import IO
@@ -17,16 +18,19 @@ from .core import Backtest, group_text
 MAX_DIFF_ROWS = 20
 
 
-def _console(out: IO[str] | None) -> Console:
-    out = out if out is not None else sys.stdout
-    kw: dict = {"file": out, "highlight": False}
-    if not (hasattr(out, "isatty") and out.isatty()) and "COLUMNS" not in os.environ:
-        kw["width"] = 200  # tables shrink to their content; this is only the limit
-    return Console(**kw)
-
-
 def render(bt: Backtest, out: IO[str] | None = None) -> None:
-    con = _console(out)
+    """Print the report: in colour on a terminal, as plain text (no trailing blanks) otherwise."""
+    out = out if out is not None else sys.stdout
+    if hasattr(out, "isatty") and out.isatty():
+        _render(bt, Console(file=out, highlight=False))
+        return
+    buf = io.StringIO()
+    width = None if "COLUMNS" in os.environ else 200  # tables shrink to their content; this is the limit
+    _render(bt, Console(file=buf, highlight=False, width=width, color_system=None))
+    out.write("".join(ln.rstrip() + "\n" for ln in buf.getvalue().splitlines()))
+
+
+def _render(bt: Backtest, con: Console) -> None:
     d = bt.to_dict()
     ev = d["events"]
     cur = d["current"]
@@ -50,9 +54,10 @@ def render(bt: Backtest, out: IO[str] | None = None) -> None:
     if base:
         rules_line.append(f"  vs baseline {base['rules_dir'] or '(given)'} ({base['ruleset_version']})")
     con.print(rules_line)
+    con.print()
 
     labelled = d["labels"] is not None
-    t = Table(box=box.SIMPLE_HEAD, show_footer=True, header_style="bold", footer_style="bold", pad_edge=False)
+    t = Table(box=box.SIMPLE_HEAD, show_edge=False, show_footer=True, header_style="bold", footer_style="bold", pad_edge=False)
     t.add_column("rule", footer="total", no_wrap=True)
     tot = cur["totals"]
     t.add_column("fired", justify="right", footer=str(tot["fired"]))
@@ -109,8 +114,9 @@ def render(bt: Backtest, out: IO[str] | None = None) -> None:
     con.print(t)
 
     if diff and (diff["totals"]["only_new"] or diff["totals"]["only_old"]):
+        con.print()
         dtab = Table(title="episodes that differ from the baseline", title_justify="left", title_style="bold",
-                     box=box.SIMPLE_HEAD, pad_edge=False, header_style="bold")
+                     box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
         dtab.add_column("")
         dtab.add_column("rule", no_wrap=True)
         dtab.add_column("group")
@@ -132,6 +138,7 @@ def render(bt: Backtest, out: IO[str] | None = None) -> None:
     if labelled:
         lab = d["labels"]
         missed = [a for a in lab["anomalies"] if not a["detected_by"]]
+        con.print()
         line = Text(f"labels: {len(lab['anomalies'])} anomalies ({lab['events']} labelled events) of "
                     f"{len(lab['kinds'])} kinds", style="dim")
         con.print(line)

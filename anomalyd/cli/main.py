@@ -90,6 +90,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--to-kafka", nargs="?", const="127.0.0.1:9092", default=None, metavar="BOOTSTRAP",
                    help="produce to Kafka instead of writing a file (default 127.0.0.1:9092)")
 
+    from ..backtest.cli import add_parser as add_backtest
+
+    add_backtest(sub)
+
     sc = sub.add_parser("schemas", help="write JSON Schema files generated from the models")
     sc.add_argument("dir", nargs="?", default="schemas")
     sc.add_argument("--check", action="store_true", help="exit 1 if any file is stale")
@@ -116,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"anomalyd run: setting {'.'.join(map(str, e['loc']))}: {e['msg']}", file=sys.stderr)
             return 2
         return run(settings)
+    if a.cmd == "backtest":
+        from ..backtest.cli import run as run_backtest
+
+        return run_backtest(a)
     if a.cmd == "topics":
         if a.topics_cmd != "create":
             ap.parse_args(["topics", "--help"])

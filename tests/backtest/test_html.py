@@ -70,3 +70,26 @@ def test_renders_in_headless_chromium(report: Path, tmp_path: Path):
     # A blank or error page has a handful of colours; the report has text, chips, cards and bars.
     assert colours > 300, colours
     assert not_background > 0.2, not_background
+
+
+def test_timeline_caps_rows_and_merges_dense_episodes(tmp_path: Path):
+    from tests.helpers import line
+
+    rules = copy_rules(tmp_path / "rules")
+    lines = []
+    for g in range(45):  # 45 SKUs dip below zero once: 40 rows drawn, 5 noted
+        lines += [inv(T0 + g * 1000, f"SKU-{g:02d}", -1), inv(T0 + g * 1000 + 500, f"SKU-{g:02d}", 5)]
+    for i in range(300):  # SKU-XX flaps every second for five minutes: far less than a pixel apart
+        lines.append(inv(T0 + MIN + i * 1000, "SKU-XX", -1 if i % 2 == 0 else 5))
+    lines.append(line("orders", T0 + 600 * MIN, order_id="O", sku="S", quantity=1, unit_price=5, status="paid", channel="web"))
+    ev = tmp_path / "ev.jsonl"
+    ev.write_text("\n".join(lines) + "\n")
+    bt = backtest([str(ev)], rules)
+    assert bt.current.rules["negative-stock"].fired == 45 + 150
+    html = render(bt)
+    part = html[html.index('id="rule-negative-stock"'):]
+    part = part[:part.index("</svg>")]
+    assert part.count('class="glabel"') == 40
+    assert "6 more groups not drawn" in html  # 46 groups
+    assert "SKU-XX: 150 episodes" in part  # the noisiest group is kept, its flapping drawn as one bar
+    assert part.count('<rect class="ep') == 40

@@ -186,3 +186,27 @@ def test_kill_9_ten_times_with_a_backlog_loses_no_alert(broker, tmp_path):
     ref_opens = {(",".join(f"{k}={v}" for k, v in c["scope"].items()), c["command_id"])
                  for c in ref["breaker-commands"] if c["action"] == "open"}
     assert set(opens) == ref_opens
+
+
+def test_shadow_rules_run_live_but_only_write_to_the_shadow_topic(broker, tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree("rules", rules, ignore=shutil.ignore_patterns("tests"))
+    (rules / "candidate.yaml").write_text(
+        (rules / "inventory.yaml").read_text().replace("id: negative-stock", "id: low-stock-candidate")
+        .replace("value: 0", "value: 10").replace("    severity: P1", "    severity: P1\n    mode: shadow"))
+    svc = Service(broker.bootstrap, tmp_path, rules=rules)
+    ev = lambda i, a: (svc.topics["inventory"], "S", json.dumps(
+        {"event_id": f"e{i}", "ts": 1781712000000 + i, "sku": "S", "available": a}).encode())
+    produce_jsonl(broker.bootstrap, [ev(1, 5)])   # below 10, not below 0
+    svc.start()
+    try:
+        svc.wait_ready()
+        svc.wait_processed(1, 30)
+        svc.wait(lambda: svc.outputs(0.5)["alerts-shadow"], 20, "the shadow alert")
+        out = svc.outputs()
+        _, metrics = svc.get("/metrics")
+    finally:
+        svc.stop()
+    assert [(a["rule_id"], a["status"], a["shadow"]) for a in out["alerts-shadow"]] == [("low-stock-candidate", "firing", True)]
+    assert out["alerts"] == [] and out["breaker-commands"] == []   # no live alert, and never a command
+    assert 'anomalyd_alerts_total{mode="shadow",rule_id="low-stock-candidate",severity="P1",status="firing"} 1.0' in metrics
