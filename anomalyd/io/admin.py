@@ -203,6 +203,7 @@ def consume_all(
     *,
     idle_s: float = 1.0,
     first_record_wait_s: float = 5.0,
+    since_ms: Optional[int] = None,
 ) -> list[Record]:
     """Read every partition of ``topics`` from the beginning until idle.
 
@@ -214,6 +215,9 @@ def consume_all(
     Uses manual assignment (no consumer group, nothing committed).  Returns
     ``(topic, partition, offset, key, value)`` sorted by topic, partition,
     offset; keys are decoded as UTF-8 (invalid bytes replaced).
+    With ``since_ms``, only records whose Kafka timestamp is at or after it
+    (read from the beginning and filtered: Tansu's timestamp lookups are not
+    relied on either).
     """
     topics = list(topics)
     deadline = time.monotonic() + timeout_s
@@ -261,6 +265,9 @@ def consume_all(
             got = 0
             for _tp, records in batch.items():
                 for rec in records:
+                    if since_ms is not None and rec.timestamp is not None and rec.timestamp < since_ms:
+                        got += 1  # progress, though filtered out
+                        continue
                     key = rec.key.decode("utf-8", "replace") if rec.key is not None else None
                     out.append((rec.topic, rec.partition, rec.offset, key, rec.value))
                     got += 1
