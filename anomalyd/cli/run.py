@@ -57,6 +57,11 @@ async def serve(s: Settings) -> int:
 
         registry = CollectorRegistry()
         hooks = PromHooks(registry)
+        forwarder = None
+        if s.alertmanager_url:
+            from ..io.alertmanager import AlertmanagerForwarder
+
+            forwarder = AlertmanagerForwarder(s.alertmanager_url)
         from ..engine import tune_gc
 
         tune_gc()
@@ -67,9 +72,8 @@ async def serve(s: Settings) -> int:
                         snapshot_interval_s=s.ms("snapshot_interval") / 1000,
                         session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(),
                         client_id=s.client_id, hooks=hooks, log_alerts=s.log_alerts,
-                        partition_idle_s=s.ms("partition_idle_timeout") / 1000)
-        registry.register(EngineCollector(worker))
-        http = serve_http(s.metrics_host, s.metrics_port, registry, lambda: worker.alive, lambda: worker.ready)
+                        partition_idle_s=s.ms("partition_idle_timeout") / 1000, alert_sink=forwarder)
+
         print(f"anomalyd: {len(ruleset.enabled())} rules from {s.rules_dir} (version {ruleset.version}); "
               f"metrics on http://{s.metrics_host}:{s.metrics_port}/metrics", flush=True)
 
@@ -82,6 +86,8 @@ async def serve(s: Settings) -> int:
             log.error("rules edit refused, the previous rules keep running:\n%s", "\n".join(str(e) for e in errors))
 
         watcher = RulesWatcher(s.rules_dir, good, bad)
+        registry.register(EngineCollector(worker, watcher))
+        http = serve_http(s.metrics_host, s.metrics_port, registry, lambda: worker.alive, lambda: worker.ready)
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, worker.stopping.set)
         loop.add_signal_handler(signal.SIGINT, worker.stopping.set)
@@ -93,10 +99,14 @@ async def serve(s: Settings) -> int:
                 watcher.check()
 
         watch_task = asyncio.create_task(watch())
+        am_task = asyncio.create_task(forwarder.run()) if forwarder else None
         try:
             await worker.run()
         finally:
             watch_task.cancel()
+            if forwarder is not None:
+                await forwarder.close(timeout=3)  # never holds the shutdown for long
+                am_task.cancel()
             http.shutdown()
         print("anomalyd: stopped", flush=True)
         return 0

@@ -35,8 +35,13 @@ Mapping of one alert record to one Alertmanager alert:
   a resolved alert active.
 
 Counters (attributes): `sent` alerts accepted by Alertmanager (re-sends
-included), `failed` alerts given up on, `dropped` records dropped from a
-full queue, `batches` POSTs that succeeded.
+included), `failed` alerts given up on (or records that could not be
+mapped), `dropped` records dropped from a full queue, `batches` POSTs that
+succeeded.
+
+Wiring (not done here): call `submit(value)` for each record the worker
+produces to the `alerts` topic (Worker.emit), start `run()` next to the
+worker and `await close()` after it stops.
 """
 
 from __future__ import annotations
@@ -222,7 +227,15 @@ class AlertmanagerForwarder:
                 try:
                     if self.queue:
                         records = [self.queue.popleft() for _ in range(min(self.batch_size, len(self.queue)))]
-                        await self._post(session, [self._prepare(r) for r in records])
+                        payloads = []
+                        for r in records:
+                            try:
+                                payloads.append(self._prepare(r))
+                            except Exception as exc:  # a malformed record must not stop the sender
+                                self.failed += 1
+                                log.error("alertmanager: cannot map alert record %.200r: %s", r, exc)
+                        if payloads:
+                            await self._post(session, payloads)
                     if time.monotonic() >= next_resend and not self._closing:
                         next_resend = time.monotonic() + self.resend_interval
                         await self._resend(session)

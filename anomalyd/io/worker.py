@@ -70,7 +70,7 @@ class Worker:
                  output_topics: dict[str, str], group_id: str, snapshots: SnapshotFile,
                  snapshot_interval_s: float = 5.0, session_timeout_ms: int = 6000,
                  security: dict | None = None, client_id: str = "anomalyd", hooks: Hooks | None = None,
-                 log_alerts: bool = True, partition_idle_s: float = 0.5):
+                 log_alerts: bool = True, partition_idle_s: float = 0.5, alert_sink: Any = None):
         self.bootstrap = bootstrap
         self.engine = engine
         self.input_topics = input_topics
@@ -83,6 +83,11 @@ class Worker:
         self.client_id = client_id
         self.hooks = hooks or Hooks()
         self.log_alerts = log_alerts
+        self.alert_sink = alert_sink  # e.g. the Alertmanager forwarder: submit(alert) never blocks
+        self.lag: dict[tuple[str, int], int] = {}
+        self.baseline: dict | None = None
+        self.loop_started = False
+        self.started_at = time.monotonic()
         self.buffer = ReorderBuffer(partition_idle_s)
         self.positions: dict[tuple[str, int], int] = {}
         self.assigned: set[TopicPartition] = set()
@@ -115,6 +120,14 @@ class Worker:
                 self.buffer.push((topic, partition), ev.ts, (source, ev, topic, partition, offset, key, raw))
         log.info("restored snapshot: %d rules with state, %d fresh, %d buffered, positions %s",
                  len(report["restored"]), len(report["fresh"]), len(self.buffer), sorted(self.positions.items()))
+
+    def _figures(self) -> dict:
+        """The engine's cumulative figures now: restored ones are not this process's."""
+        eng = self.engine
+        return {"consumed": dict(eng.consumed), "invalid": dict(eng.invalid), "late": eng.late,
+                "alerts": {rid: dict(r.life.counts) for rid, r in eng.runners.items()},
+                "commands": {rid: dict(r.life.commands) for rid, r in eng.runners.items()},
+                "evicted": {rid: r.store.evicted for rid, r in eng.runners.items()}}
 
     async def checkpoint(self, why: str = "interval") -> None:
         """Flush outputs, then record state + positions, then commit offsets."""
@@ -151,6 +164,8 @@ class Worker:
             self.produced[kind] = self.produced.get(kind, 0) + 1
             if kind in ("alerts", "alerts-shadow"):
                 self.hooks.alert_latency(max(0.0, now - parse_ts(value["ts"]) / 1000))
+                if kind == "alerts" and self.alert_sink is not None:
+                    self.alert_sink.submit(value)
                 if self.log_alerts:
                     log.warning("%s %s %s %s: %s", kind[:-1], value["status"].upper(), value["rule_id"],
                                 json.dumps(value["group"]), value["message"])
@@ -167,6 +182,7 @@ class Worker:
             rebalance_timeout_ms=self.session_timeout_ms, max_poll_records=5000,
             fetch_max_wait_ms=50, **common)
         self.restore()
+        self.baseline = self._figures()  # metrics count from here (see surfaces/metrics.py)
         self.engine_ready = True
         await self.producer.start()
         try:
@@ -174,6 +190,7 @@ class Worker:
             self.broker_ok = True
             self.consumer.subscribe(list(self.input_topics), listener=_Rebalance(self))
             last_snap = time.monotonic()
+            self.loop_started = True
             while not self.stopping.is_set():
                 self.last_loop = time.monotonic()
                 if self.pending_reload is not None:
@@ -233,6 +250,8 @@ class Worker:
                 continue  # not fetched yet: its state is unknown, it holds the watermark
             part = (tp.topic, tp.partition)
             pos = self.positions.get(part)
+            if pos is not None:
+                self.lag[part] = max(0, hw - pos)
             if pos is None:
                 try:  # nothing delivered yet: where is the consumer (committed offset)?
                     pos = await self.consumer.position(tp)
@@ -263,6 +282,8 @@ class Worker:
 
     @property
     def alive(self) -> bool:
+        if not self.loop_started:  # restoring a large snapshot or connecting: alive for 10 minutes
+            return time.monotonic() - self.started_at < 600
         return time.monotonic() - self.last_loop < 30
 
 
@@ -275,6 +296,7 @@ class RulesWatcher:
         self.dir = Path(directory)
         self.on_good, self.on_bad = on_good, on_bad
         self.seen = self._stamp()
+        self.valid = True  # does the directory as it is now load?
 
     def _stamp(self) -> tuple:
         try:
@@ -291,6 +313,8 @@ class RulesWatcher:
         try:
             rs = load_rules(self.dir)
         except RuleLoadError as exc:
+            self.valid = False
             self.on_bad(exc.errors)
             return
+        self.valid = True
         self.on_good(rs)

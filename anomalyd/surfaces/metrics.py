@@ -11,22 +11,42 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from ..io.worker import Hooks, Worker
 
 
+REASONS = ("invalid_json", "not_utf8", "not_object", "missing_field", "invalid_field", "unknown_topic",
+           "bad_envelope", "future_ts")
+
+
 class EngineCollector:
-    def __init__(self, worker: Worker):
+    """Counters count from this process's start, as Prometheus expects: the
+    engine's own figures survive restarts in its snapshot, so the values at
+    start are subtracted (otherwise a restart after a crash would look like a
+    counter going backwards, and rate() would spike). The lifetime totals are
+    exported as gauges."""
+
+    def __init__(self, worker: Worker, watcher=None):
         self.w = worker
+        self.watcher = watcher
+
+    def _baseline(self) -> dict:
+        # Taken by the worker right after restoring its snapshot.
+        return self.w.baseline or {"consumed": {}, "invalid": {}, "late": 0, "alerts": {}, "commands": {}, "evicted": {}}
 
     def collect(self):
         eng = self.w.engine
+        base = self._baseline()
         c = CounterMetricFamily("anomalyd_events_consumed", "Valid events consumed, by source topic", labels=["topic"])
-        names = {v: k for k, v in self.w.input_topics.items()}
-        for source, n in sorted(eng.consumed.items()):
-            c.add_metric([names.get(source, source)], n)
+        life = GaugeMetricFamily("anomalyd_events_processed_lifetime",
+                                 "Events processed (valid or dead-lettered) since the state began, restarts included")
+        for topic, source in sorted(self.w.input_topics.items()):
+            c.add_metric([topic], eng.consumed.get(source, 0) - base["consumed"].get(source, 0))
         yield c
         c = CounterMetricFamily("anomalyd_events_invalid", "Records sent to the dead-letter topic, by reason", labels=["reason"])
-        for reason, n in sorted(eng.invalid.items()):
-            c.add_metric([reason], n)
+        for reason in sorted(set(REASONS) | set(eng.invalid)):
+            c.add_metric([reason], eng.invalid.get(reason, 0) - base["invalid"].get(reason, 0))
         yield c
-        yield CounterMetricFamily("anomalyd_events_late", "Events later than allowed_lateness (not evaluated)", value=eng.late)
+        life.add_metric([], sum(eng.consumed.values()) + sum(eng.invalid.values()))
+        yield life
+        yield CounterMetricFamily("anomalyd_events_late", "Events later than allowed_lateness (not evaluated)",
+                                  value=eng.late - base["late"])
         a = CounterMetricFamily("anomalyd_alerts", "Alert state changes", labels=["rule_id", "severity", "status", "mode"])
         b = CounterMetricFamily("anomalyd_breaker_commands", "Breaker commands", labels=["rule_id", "action"])
         g = GaugeMetricFamily("anomalyd_rule_groups", "Groups with live state", labels=["rule_id"])
@@ -35,13 +55,14 @@ class EngineCollector:
         o = GaugeMetricFamily("anomalyd_breakers_open", "Breaker scopes open now", labels=["rule_id"])
         for rid, r in sorted(eng.runners.items()):
             mode = r.rule.mode
+            ba, bc = base["alerts"].get(rid, {}), base["commands"].get(rid, {})
             for (sev, status), n in sorted(r.life.counts.items()):
-                a.add_metric([rid, sev, status, mode], n)
+                a.add_metric([rid, sev, status, mode], n - ba.get((sev, status), 0))
             for action, n in sorted(r.life.commands.items()):
-                b.add_metric([rid, action], n)
+                b.add_metric([rid, action], n - bc.get(action, 0))
             g.add_metric([rid], r.groups())
             f.add_metric([rid, mode], len(r.life.active))
-            e.add_metric([rid], r.store.evicted)
+            e.add_metric([rid], r.store.evicted - base["evicted"].get(rid, 0))
             o.add_metric([rid], len(r.life.scopes))
         yield from (a, b, g, f, e, o)
         yield GaugeMetricFamily("anomalyd_rules_loaded", "Enabled rules running", value=len(eng.runners))
@@ -54,6 +75,14 @@ class EngineCollector:
         yield GaugeMetricFamily("anomalyd_reorder_buffer_events", "Events waiting for slower partitions", value=len(self.w.buffer))
         yield GaugeMetricFamily("anomalyd_assigned_partitions", "Input partitions assigned", value=len(self.w.assigned))
         yield GaugeMetricFamily("anomalyd_ready", "1 when assigned, restored and connected", value=1 if self.w.ready else 0)
+        lag = GaugeMetricFamily("anomalyd_consumer_lag_records", "High watermark minus position, per input partition",
+                                labels=["topic", "partition"])
+        for (topic, part), n in sorted(self.w.lag.items()):
+            lag.add_metric([topic, str(part)], n)
+        yield lag
+        if self.watcher is not None:
+            yield GaugeMetricFamily("anomalyd_rules_dir_valid", "1 if the rules directory as it is now loads",
+                                    value=1 if self.watcher.valid else 0)
 
 
 class PromHooks(Hooks):

@@ -58,6 +58,7 @@ class Settings(BaseSettings):
     metrics_port: int = 9108
     reload_interval: str = Field("2s", description="how often the rules directory is checked for changes")
     log_alerts: bool = True
+    alertmanager_url: str | None = Field(None, description="forward alerts to Alertmanager's v2 API (off when unset)")
     partition_idle_timeout: str = Field("500ms", description="wall-clock wait before a caught-up partition stops holding back event time")
 
     @field_validator("allowed_lateness", "idle_timeout", "max_future_skew", "snapshot_interval", "reload_interval", "partition_idle_timeout")

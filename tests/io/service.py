@@ -81,7 +81,7 @@ class Service:
                    if ln.startswith(name + "{") or ln.startswith(name + " "))
 
     def processed(self) -> float:
-        return sum(self.metric(m) for m in ("anomalyd_events_consumed_total", "anomalyd_events_invalid_total"))
+        return self.metric("anomalyd_events_processed_lifetime")  # counters restart with the process
 
     def wait(self, cond, timeout: float, what: str) -> None:
         end = time.time() + timeout

@@ -249,3 +249,18 @@ def test_hanging_alertmanager_times_out_and_close_returns():
     finally:
         srv.close()
     assert fwd.sent == 0 and fwd.failed >= 1
+
+
+def test_a_malformed_record_is_counted_and_does_not_stop_the_sender():
+    async def scenario():
+        fwd = AlertmanagerForwarder(f"http://127.0.0.1:{free_port()}", max_retries=0, backoff_initial=0.01)
+        task = asyncio.create_task(fwd.run())
+        fwd.submit("not a dict")  # type: ignore[arg-type]
+        now = datetime.now(timezone.utc)
+        fwd.submit(record(started=now, ts=now))
+        await until(lambda: fwd.failed == 2, 5, "both records to be accounted for")
+        assert not task.done()
+        await fwd.close(timeout=0.5)
+        await asyncio.wait_for(task, 3)
+
+    asyncio.run(scenario())
