@@ -11,15 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..engine.timeutil import parse_duration
-from ..engine.types import EngineConfig
-
-
-def _duration(text: str) -> int:
-    try:
-        return parse_duration(text)
-    except ValueError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
+from ..cli.common import duration, engine_args, engine_config
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,16 +30,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--baseline", metavar="DIR", help="rules to compare against (e.g. the deployed ones)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout instead of a table")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with timelines")
-    p.add_argument("--label-gap", type=_duration, default=600_000, metavar="DUR",
+    p.add_argument("--label-gap", type=duration, default=600_000, metavar="DUR",
                    help="labelled events of one kind further apart than this are separate anomalies (default 10m)")
-    p.add_argument("--allowed-lateness", type=_duration, default=60_000, metavar="DUR",
-                   help="events up to this much out of order still count (default 1m)")
-    p.add_argument("--idle-timeout", type=_duration, default=3_600_000, metavar="DUR",
-                   help="drop state of groups idle this long (default 1h; never less than a rule's windows)")
-    p.add_argument("--max-groups", type=int, default=500_000, metavar="N",
-                   help="per-rule cap on tracked groups (default 500000)")
-    p.add_argument("--max-future-skew", type=_duration, default=86_400_000, metavar="DUR",
-                   help="refuse events this far ahead of the stream's time (default 1d)")
+    engine_args(p)
     return p
 
 
@@ -123,8 +108,7 @@ def _expand_kafka(events: list[str], tmp: str) -> list[str]:
 def _run(args: argparse.Namespace, sets: dict) -> int:
     from .core import backtest
 
-    config = EngineConfig(allowed_lateness_ms=args.allowed_lateness, idle_timeout_ms=args.idle_timeout,
-                          max_groups_per_rule=args.max_groups, max_future_skew_ms=args.max_future_skew)
+    config = engine_config(args)
     try:
         bt = backtest(args.events, sets["rules"], sets.get("baseline"), config=config, label_gap_ms=args.label_gap)
     except OSError as exc:

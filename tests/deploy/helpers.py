@@ -11,18 +11,14 @@ from pathlib import Path
 
 import pytest
 
+from tests.io.service import free_port  # noqa: F401  (one helper for every test)
+
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def which(name: str) -> str | None:

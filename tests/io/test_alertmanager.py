@@ -18,18 +18,14 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.io.service import free_port  # noqa: F401  (one helper for every test)
+
 from anomalyd.io.alertmanager import AlertmanagerForwarder, alert_labels, label_name, to_alertmanager
 
 AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 needs_am = pytest.mark.skipif(AM_BIN is None, reason="Alertmanager binary missing: apt-get install prometheus-alertmanager")
 
 
-def free_port() -> int:
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
 
 
 def iso(d: datetime) -> str:
