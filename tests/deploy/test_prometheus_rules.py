@@ -36,7 +36,7 @@ def test_promtool_check_config_compose(tmp_path):
 @needs_promtool
 def test_promtool_check_rules():
     out = promtool("check", "rules", str(RULES)).stdout
-    assert "7 rules found" in out
+    assert "8 rules found" in out
 
 
 @needs_promtool
@@ -47,7 +47,8 @@ def test_promtool_test_rules():
 def test_every_alert_has_firing_and_not_firing_unit_tests():
     rules = [r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
     assert set(rules) == {"AnomalydDown", "AnomalydNotReady", "AnomalydDeadLetterRateHigh", "AnomalydRuleReloadFailed",
-                          "AnomalydAlertLatencyHigh", "AnomalydCheckpointStale", "AnomalydEventTimeBehind"}
+                          "AnomalydAlertLatencyHigh", "AnomalydCheckpointStale", "AnomalydEventTimeBehind",
+                          "AnomalydConsumerLagHigh"}
     tests = yaml.safe_load((PROM / "anomalyd-rules.test.yml").read_text())["tests"]
     fired: dict[str, set] = {r: set() for r in rules}
     for t in tests:

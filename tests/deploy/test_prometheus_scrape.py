@@ -124,7 +124,7 @@ def test_prometheus_scrapes_anomalyd_and_evaluates_the_rules(tmp_path):
         def rules_evaluated():
             r = get_json(f"{api}/rules")
             rules = [x for g in (r or {"data": {"groups": []}})["data"]["groups"] for x in g["rules"]]
-            return rules if len(rules) == 7 and all(x.get("lastEvaluation", "").startswith("2") and
+            return rules if len(rules) == 8 and all(x.get("lastEvaluation", "").startswith("2") and
                                                     not x["lastEvaluation"].startswith("0001") for x in rules) else None
 
         rules = wait_for(rules_evaluated, 10, "rule evaluation", procs, logs)
