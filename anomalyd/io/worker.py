@@ -52,6 +52,7 @@ class _Rebalance(ConsumerRebalanceListener):
         self.w.buffer.revoke([(tp.topic, tp.partition) for tp in revoked])
         for tp in revoked:
             self.w.assigned.discard(tp)
+            self.w.paused.discard(tp)
 
     async def on_partitions_assigned(self, assigned):
         w = self.w
@@ -70,7 +71,8 @@ class Worker:
                  output_topics: dict[str, str], group_id: str, snapshots: SnapshotFile,
                  snapshot_interval_s: float = 5.0, session_timeout_ms: int = 6000,
                  security: dict | None = None, client_id: str = "anomalyd", hooks: Hooks | None = None,
-                 log_alerts: bool = True, partition_idle_s: float = 0.5, alert_sink: Any = None):
+                 log_alerts: bool = True, partition_idle_s: float = 0.5, alert_sink: Any = None,
+                 max_buffer: int = 20_000):
         self.bootstrap = bootstrap
         self.engine = engine
         self.input_topics = input_topics
@@ -86,6 +88,8 @@ class Worker:
         self.alert_sink = alert_sink  # e.g. the Alertmanager forwarder: submit(alert) never blocks
         self.lag: dict[tuple[str, int], int] = {}
         self.baseline: dict | None = None
+        self.max_buffer = max_buffer
+        self.paused: set[TopicPartition] = set()
         self.loop_started = False
         self.started_at = time.monotonic()
         self.buffer = ReorderBuffer(partition_idle_s)
@@ -261,10 +265,37 @@ class Worker:
             buffer.set_caught_up(part, pos >= hw)
         for source, ev, *_ in buffer.ready():
             outs.extend(engine.process_event(source, ev))
+        self._flow_control()
         if outs:
             await self.emit(outs)
         self.records += n
         self.hooks.batch(time.perf_counter() - t, n)
+
+    def _flow_control(self) -> None:
+        """Keep the reorder buffer bounded. Busy partitions keep the fetcher's
+        buffers full and can starve the one partition that holds the
+        watermark; when the buffer grows large, pause every partition that is
+        ahead of the watermark, so the consumer fetches the one behind."""
+        buffer = self.buffer
+        if len(buffer) <= self.max_buffer // 2:
+            ahead: set = set()
+        elif len(buffer) > self.max_buffer or self.paused:
+            # Recomputed every time: the partition at the watermark changes,
+            # and it must never stay paused (that would stall everything).
+            w = buffer.watermark()
+            ahead = {tp for tp in self.assigned
+                     if buffer.part_max.get((tp.topic, tp.partition), float("-inf")) > w}
+            if len(buffer) <= self.max_buffer:
+                ahead &= self.paused  # between the marks: only keep pauses still ahead
+        else:
+            return
+        resume = self.paused - ahead
+        pause = ahead - self.paused
+        if resume:
+            self.consumer.resume(*(resume & self.assigned))
+        if pause:
+            self.consumer.pause(*pause)
+        self.paused = ahead
 
     # -- rules ---------------------------------------------------------------------
     def request_reload(self, ruleset: RuleSet) -> None:
