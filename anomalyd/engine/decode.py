@@ -126,15 +126,17 @@ def decode_line(line: str | bytes) -> tuple[str, Event]:
     Accepts `{"topic": T, "value": {...}}` and `kcat -J` envelopes, whose
     `payload` is the value's text.
     """
-    try:
-        env = _ENVELOPE_CORE.validate_json(line)
-        if type(line) is bytes:  # inlined _has_nonfinite: this is the hot path
-            if b"NaN" not in line and b"Infinity" not in line:
-                return env.topic, env.value  # type: ignore[attr-defined]
-        elif not _has_nonfinite(line):
+    if not _has_nonfinite(line):
+        try:
+            env = _ENVELOPE_CORE.validate_json(line)
             return env.topic, env.value  # type: ignore[attr-defined]
-    except ValidationError:
-        pass
+        except ValidationError:
+            pass
+    return decode_line_slow(line)
+
+
+def decode_line_slow(line: str | bytes) -> tuple[str, Event]:
+    """decode_line for a line the fast path refused: works out the precise reason."""
     obj = _loads(line)
     if not isinstance(obj, dict):
         raise Rejected("not_object", f"not a JSON object (got {type(obj).__name__})")

@@ -137,7 +137,7 @@ class Worker:
         """Flush outputs, then record state + positions, then commit offsets."""
         t = time.monotonic()
         await self.producer.flush()
-        buffered = [(src, topic, part, off, key, raw) for src, _ev, topic, part, off, key, raw in self.buffer.items()]
+        buffered = [(src, topic, part, off, key, raw) for src, _ev, topic, part, off, key, raw in self.buffer.items()]  # sorted once
         extra = {"positions": [(t_, p, o) for (t_, p), o in self.positions.items()], "buffer": buffered}
         data = snapshot.dump(self.engine, extra)
         await asyncio.get_running_loop().run_in_executor(None, self.snapshots.write, data)
@@ -145,7 +145,7 @@ class Worker:
         # snapshot file; they never pass a record still in the buffer.
         commit = {}
         low: dict[tuple[str, int], int] = {}
-        for _s, _e, topic, part, off, _k, _r in self.buffer.items():
+        for _s, topic, part, off, _k, _r in buffered:
             low[(topic, part)] = min(off, low.get((topic, part), off))
         for tp in self.assigned:
             pos = self.positions.get((tp.topic, tp.partition))
