@@ -7,7 +7,7 @@ the worker only adds Kafka around it.
 from __future__ import annotations
 
 from collections import Counter
-from typing import Any, Hashable, Iterable
+from typing import Any, Iterable
 
 from pydantic import ValidationError
 
@@ -91,14 +91,13 @@ class Engine:
             return [self._dead(line, exc, topic_of(line), line=lineno)]
         return self.process_event(topic, ev)
 
-    def process_record(self, topic: str, value: bytes | str, partition: Hashable = None,
+    def process_record(self, topic: str, value: bytes | str, partition: int | None = None,
                        offset: int | None = None, key: Any = None, source: str | None = None) -> list[Output]:
-        """One Kafka record. `source` maps a renamed topic to its event type."""
-        try:
-            ev = decode_value(source or topic, value)
-        except Rejected as exc:
-            return [self._dead(value, exc, topic, partition=partition, offset=offset, key=key)]
-        return self.process_event(source or topic, ev, (topic, partition))
+        """One Kafka record, evaluated at once. `source` maps a renamed topic to
+        its event type. (The worker decodes with decode_record and orders
+        events across partitions before process_event.)"""
+        ev, dead = self.decode_record(source or topic, value, topic, partition, offset, key)
+        return [dead] if dead is not None else self.process_event(source or topic, ev)
 
     def decode_record(self, source: str, value: bytes | str, topic: str, partition: int | None = None,
                       offset: int | None = None, key: Any = None) -> tuple[Any, Output | None]:
@@ -115,7 +114,8 @@ class Engine:
         rec = dead_letter(original, exc, topic, **where)
         return (DEAD_LETTER, topic or "unknown", rec.model_dump(mode="json"))
 
-    def process_event(self, source: str, ev: Any, partition: Hashable = None) -> list[Output]:
+    def process_event(self, source: str, ev: Any) -> list[Output]:
+        """One validated event of the time-ordered stream."""
         out: list[Output] = []
         ts = ev.ts
         clock = self.clock
@@ -130,12 +130,8 @@ class Engine:
             self.consumed[source] += 1
             return out
         self.consumed[source] += 1
-        if partition is None:  # one time-ordered stream (replay, the worker's reorder buffer)
-            if ts > now:
-                clock.now = now = ts
-                clock.parts[None] = ts
-        else:
-            now = clock.observe(partition, ts)
+        if ts > now:
+            clock.now = now = ts
         if not self.started:
             self.started = True
             for r in self.runners.values():
@@ -161,9 +157,6 @@ class Engine:
             r.advance(min(now, others), out)
             runners = [x for x in runners if x.next_due <= now]
         self._recompute_due()
-
-    def forget_partition(self, partition: Hashable) -> None:
-        self.clock.forget(partition)
 
     # -- figures ----------------------------------------------------------------
     def groups(self) -> dict[str, int]:

@@ -125,33 +125,14 @@ class Timers:
 
 
 class StreamClock:
-    """The stream's event time: the largest `ts` seen, per partition, with
-    the slowest partition setting the pace (contract section 2).
+    """The stream's event time: the largest `ts` seen (contract section 2).
 
-    Only partitions that have delivered an event take part, so a partition
-    that never receives anything does not hold time back forever.
+    The engine sees one time-ordered stream. Across Kafka partitions, the
+    worker's ReorderBuffer (anomalyd/io/ordering.py) makes the slowest
+    partition set the pace before events reach the engine.
     """
 
-    __slots__ = ("parts", "now")
+    __slots__ = ("now",)
 
     def __init__(self) -> None:
-        self.parts: dict[Hashable, int] = {}
         self.now: int = -1
-
-    def observe(self, part: Hashable, ts: int) -> int:
-        parts = self.parts
-        cur = parts.get(part)
-        if cur is None or ts > cur:
-            parts[part] = ts
-            if len(parts) == 1:
-                self.now = ts
-            elif cur is None or cur == self.now:  # only the slowest can move the minimum
-                m = min(parts.values())
-                if m > self.now:  # never backwards, even when a partition joins late
-                    self.now = m
-        return self.now
-
-    def forget(self, part: Hashable) -> None:
-        """A partition revoked from this worker no longer holds time back."""
-        if self.parts.pop(part, None) is not None and self.parts:
-            self.now = max(self.now, min(self.parts.values()))
