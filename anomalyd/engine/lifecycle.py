@@ -123,18 +123,17 @@ class Lifecycle:
                     self._resolve(key, a, t, [], out)
 
     # -- records ------------------------------------------------------------
-    def fingerprint(self, key: Hashable) -> str:
-        group = self.group_of(key)
+    def _fingerprint(self, group: dict) -> str:
         return _h(self.rule.id + "\x00" + json.dumps(group, sort_keys=True, default=str), 8)
 
     def _alert(self, key: Hashable, status: str, a: Active, now: int, evidence: list[str]) -> dict:
         rule = self.rule
         group = self.group_of(key)
-        fp = self.fingerprint(key)
+        fp = self._fingerprint(group)  # once per record
         value, threshold = _num(a.value), _num(a.threshold)
         details = {k: _num(v) for k, v in a.details.items()}
         if status == "firing":
-            alert_id = a.alert_id
+            alert_id = a.alert_id = _h(f"{fp}|{a.started}|firing", 16)  # the episode's id, kept for commands
         else:
             alert_id = _h(f"{fp}|{a.started}|resolved|{now}", 16)
         fields = _Fmt(group)
@@ -157,12 +156,11 @@ class Lifecycle:
 
     def _fire(self, key: Hashable, now: int, value: Any, threshold: Any, evidence: list[str],
               details: dict, out: list[Output]) -> None:
-        fp = self.fingerprint(key)
-        a = Active(now, _h(f"{fp}|{now}|firing", 16))
+        a = Active(now, "")
         a.value, a.threshold, a.details = value, threshold, details
         self.active[key] = a
-        rec = self._alert(key, "firing", a, now, evidence)
-        out.append((self.topic, fp, rec))
+        rec = self._alert(key, "firing", a, now, evidence)  # sets a.alert_id (one fingerprint per record)
+        out.append((self.topic, rec["fingerprint"], rec))
         if self.breaker:
             self._open(key, a, now, rec["message"], out)
 
