@@ -94,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             settings = Settings(**overrides)
         except ValidationError as exc:
             for e in exc.errors(include_url=False):
-                print(f"anomalyd run: setting {'.'.join(map(str, e['loc']))}: {e['msg']}", file=sys.stderr)
+                name = "_".join(map(str, e["loc"])).upper()
+                print(f"anomalyd run: ANOMALYD_{name}: {e['msg'].removeprefix('Value error, ')}", file=sys.stderr)
             return 2
         return run(settings)
     if a.cmd == "backtest":

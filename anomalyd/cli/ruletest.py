@@ -250,8 +250,8 @@ def run(files: list[str], verbose: bool = False) -> int:
         elif p.exists():
             paths.append(p)
         else:
-            print(f"{f}: no such test file", file=sys.stderr)
-            total_f += 1
+            print(f"anomalyd rules test: {f}: no such test file", file=sys.stderr)
+            return 2  # a usage error, as for replay
     for p in paths:
         passed, failed, report = run_file(p, verbose)
         total_p += passed

@@ -107,3 +107,14 @@ tests:
     p = cli("rules", "test", str(tmp_path / "r.test.yaml"))
     assert p.returncode == 1
     assert "value: expected -5, got -4" in p.stdout and "0 passed, 1 failed" in p.stdout
+
+
+def test_usage_errors_name_what_is_wrong():
+    import os
+
+    p = cli("rules", "test", "no-such.test.yaml")
+    assert p.returncode == 2 and "no-such.test.yaml: no such test file" in p.stderr
+    p = subprocess.run(ANOMALYD + ["run"], capture_output=True, text=True,
+                       env={**os.environ, "ANOMALYD_SNAPSHOT_INTERVAL": "5"})
+    assert p.returncode == 2
+    assert "ANOMALYD_SNAPSHOT_INTERVAL: bad duration '5'" in p.stderr
