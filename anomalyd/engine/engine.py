@@ -16,8 +16,10 @@ from .events import SOURCES
 from .lifecycle import DEAD_LETTER, Output
 from .rules.loader import RuleSet
 from .rules.model import RuleBase
+from .sharding import shard_of
 from .state import INF, StreamClock, Wake
 from .types import EngineConfig, Runner, runner_for
+from .types.base import _SKIP
 
 
 class Engine:
@@ -35,6 +37,7 @@ class Engine:
         self.late = 0
         self.future = 0
         self.ruleset_version = ""
+        self.shard: tuple[int, int] | None = None  # (index, count) when only one shard's groups are ours
         self.replace_rules(rules)
 
     # -- rules ----------------------------------------------------------------
@@ -63,6 +66,8 @@ class Engine:
                 report["changed" if prev is not None else "added"].append(rule.id)
         report["removed"] = [rid for rid in old if rid not in runners]
         self.runners = runners
+        if self.shard is not None:
+            self.set_shard(*self.shard)
         self.by_source = {s: [r for r in runners.values() if r.rule.source == s] for s in SOURCES}
         self._recompute_due()
         return report
@@ -132,6 +137,25 @@ class Engine:
         self.consumed[source] += 1
         if ts > now:
             clock.now = now = ts
+        if not self.started or now >= self.wake.t or now >= self.next_tick:
+            self._step(now, out)
+        for r in self.by_source[source]:
+            r.on_event(ev, now, out)
+        return out
+
+    def advance_to(self, ts: int) -> list[Output]:
+        """Move the stream's time to `ts` without an event of this engine's
+        own: a shard's clock follows the whole stream's watermark, so its
+        deadlines fire even while its own groups are quiet."""
+        out: list[Output] = []
+        if ts > self.clock.now:
+            self.clock.now = ts
+            self._step(ts, out)
+        return out
+
+    def _step(self, now: int, out: list[Output]) -> None:
+        """What the stream's time reaching `now` sets off: the start of the
+        stream, due timers, the once-a-minute idle-eviction sweep."""
         if not self.started:
             self.started = True
             for r in self.runners.values():
@@ -143,9 +167,25 @@ class Engine:
             for r in self.runners.values():
                 r.store.tick(now)
             self.next_tick = now + 60_000
+
+    # -- sharding (scale-out) -------------------------------------------------------
+    def set_shard(self, index: int, count: int) -> None:
+        """Evaluate only the groups whose key hashes to shard `index` of `count`."""
+        self.shard = (index, count)
+        owns = (lambda key: shard_of(key, count) == index) if count > 1 else None
+        for r in self.runners.values():
+            r.owns = owns
+
+    def route(self, source: str, ev: Any, count: int) -> set[int]:
+        """The shards that own a group this event belongs to, under any rule."""
+        shards: set[int] = set()
         for r in self.by_source[source]:
-            r.on_event(ev, now, out)
-        return out
+            if r.where is not None and not r.where(ev):
+                continue
+            key = r.key_of(ev)
+            if key is not _SKIP:
+                shards.add(shard_of(key, count))
+        return shards
 
     def _advance(self, now: int, out: list[Output]) -> None:
         """Fire every scheduled moment up to `now`, across rules in time order."""

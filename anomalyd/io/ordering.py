@@ -48,6 +48,16 @@ class ReorderBuffer:
             self.part_max.pop(p, None)
 
     def push(self, part: Hashable, ts: int, item: Any) -> None:
+        self.advance(part, ts)
+        if self.caught_up.get(part) is not None:
+            self.caught_up[part] = None  # new data: active again; idle counts from its next catch-up
+        self.seq += 1
+        heapq.heappush(self.heap, (ts, self.seq, item))
+
+    def advance(self, part: Hashable, ts: int) -> None:
+        """A partition has moved to `ts` without an item here: scale-out
+        shards learn the progress of every input partition from the router's
+        markers, also of events routed to other shards."""
         now = self.clock()
         if now - self.last_push > self.idle_s:
             # Data resumes after a lull of the whole stream (or at start-up):
@@ -56,13 +66,9 @@ class ReorderBuffer:
                 if since is not None:
                     self.caught_up[p] = now
         self.last_push = now
-        if self.caught_up.get(part) is not None:
-            self.caught_up[part] = None  # new data: active again; idle counts from its next catch-up
         m = self.part_max.get(part)
         if m is None or ts > m:
             self.part_max[part] = ts
-        self.seq += 1
-        heapq.heappush(self.heap, (ts, self.seq, item))
 
     def set_caught_up(self, part: Hashable, caught_up: bool) -> None:
         if not caught_up:

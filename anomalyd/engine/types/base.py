@@ -80,6 +80,7 @@ class Runner:
         self.store = GroupStore(idle, config.max_groups_per_rule)
         self.timers = Timers(wake)
         self.skipped_no_group = 0
+        self.owns: Callable[[Any], bool] | None = None  # set by Engine.set_shard
 
     def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
         raise NotImplementedError
@@ -92,6 +93,8 @@ class Runner:
         key = self.key_of(ev)
         if key is _SKIP:
             self.skipped_no_group += 1
+        elif self.owns is not None and not self.owns(key):
+            return _SKIP  # another shard's group (scale-out)
         return key
 
     def on_start(self, now: int, out: list[Output]) -> None:

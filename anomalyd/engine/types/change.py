@@ -80,6 +80,8 @@ class ChangeRunner(Runner):
         if key is _SKIP:
             self.skipped_no_group += 1
             return
+        if self.owns is not None and not self.owns(key):
+            return
         v = self.get(ev)
         if type(v) is not float and type(v) is not int:
             return  # attrs.NAME may hold a string; a change needs a number
