@@ -33,6 +33,46 @@ from .snapshots import SnapshotFile
 log = logging.getLogger("anomalyd.worker")
 
 
+def figures(eng: Engine) -> dict:
+    """An engine's cumulative counts, as plain nested dicts."""
+    return {"consumed": dict(eng.consumed), "invalid": dict(eng.invalid), "late": eng.late,
+            "alerts": {rid: dict(r.life.counts) for rid, r in eng.runners.items()},
+            "commands": {rid: dict(r.life.commands) for rid, r in eng.runners.items()},
+            "evicted": {rid: r.store.evicted for rid, r in eng.runners.items()}}
+
+
+def _combine(a: Any, b: Any, sign: int) -> Any:
+    if isinstance(a, dict) or isinstance(b, dict):
+        a, b = a or {}, b or {}
+        return {k: _combine(a.get(k), b.get(k), sign) for k in a.keys() | b.keys()}
+    return (a or 0) + sign * (b or 0)
+
+
+def subtract(a: dict, b: dict) -> dict:
+    return _combine(a, b, -1)
+
+
+def add(a: dict, b: dict) -> dict:
+    return _combine(a, b, 1)
+
+
+def gauges(engines: list[Engine], buffered: int) -> dict:
+    """Point-in-time figures summed over engines (one, or one per shard)."""
+    rules: dict[str, dict] = {}
+    for eng in engines:
+        for rid, r in eng.runners.items():
+            g = rules.setdefault(rid, {"mode": r.rule.mode, "groups": 0, "firing": 0, "open": 0})
+            g["groups"] += r.groups()
+            g["firing"] += len(r.life.active)
+            g["open"] += len(r.life.scopes)
+    first = engines[0] if engines else None
+    return {"rules": rules, "buffered": buffered,
+            "lifetime": sum(sum(e.consumed.values()) + sum(e.invalid.values()) for e in engines),
+            "rules_loaded": len(first.runners) if first else 0,
+            "version": first.ruleset_version if first else "",
+            "stream_time": max((e.clock.now for e in engines), default=-1)}
+
+
 class Hooks:
     """Observation points for the metrics surface (no-ops by default)."""
 
@@ -126,12 +166,15 @@ class Worker:
                  len(report["restored"]), len(report["fresh"]), len(self.buffer), sorted(self.positions.items()))
 
     def _figures(self) -> dict:
-        """The engine's cumulative figures now: restored ones are not this process's."""
-        eng = self.engine
-        return {"consumed": dict(eng.consumed), "invalid": dict(eng.invalid), "late": eng.late,
-                "alerts": {rid: dict(r.life.counts) for rid, r in eng.runners.items()},
-                "commands": {rid: dict(r.life.commands) for rid, r in eng.runners.items()},
-                "evicted": {rid: r.store.evicted for rid, r in eng.runners.items()}}
+        return figures(self.engine)
+
+    # -- what the metrics surface reads -----------------------------------------
+    def counters(self) -> dict:
+        """This process's counts (restored figures are not this process's)."""
+        return subtract(self._figures(), self.baseline or {})
+
+    def gauges(self) -> dict:
+        return gauges([self.engine], len(self.buffer))
 
     async def checkpoint(self, why: str = "interval") -> None:
         """Flush outputs, then record state + positions, then commit offsets."""
@@ -192,7 +235,7 @@ class Worker:
         try:
             await self.consumer.start()
             self.broker_ok = True
-            self.consumer.subscribe(list(self.input_topics), listener=_Rebalance(self))
+            self.consumer.subscribe(self.subscription(), listener=self.listener())
             last_snap = time.monotonic()
             self.loop_started = True
             while not self.stopping.is_set():
@@ -220,6 +263,12 @@ class Worker:
             except Exception as exc:
                 log.error("final checkpoint failed: %s", exc)
             await self._close()
+
+    def subscription(self) -> list[str]:
+        return list(self.input_topics)
+
+    def listener(self) -> ConsumerRebalanceListener:
+        return _Rebalance(self)
 
     async def _close(self) -> None:
         for client in (self.consumer, self.producer):

@@ -26,58 +26,52 @@ class EngineCollector:
         self.w = worker
         self.watcher = watcher
 
-    def _baseline(self) -> dict:
-        # Taken by the worker right after restoring its snapshot.
-        return self.w.baseline or {"consumed": {}, "invalid": {}, "late": 0, "alerts": {}, "commands": {}, "evicted": {}}
-
     def collect(self):
-        eng = self.w.engine
-        base = self._baseline()
+        w = self.w
+        cnt, gau = w.counters(), w.gauges()
         c = CounterMetricFamily("anomalyd_events_consumed", "Valid events consumed, by source topic", labels=["topic"])
-        life = GaugeMetricFamily("anomalyd_events_processed_lifetime",
-                                 "Events processed (valid or dead-lettered) since the state began, restarts included")
-        for topic, source in sorted(self.w.input_topics.items()):
-            c.add_metric([topic], eng.consumed.get(source, 0) - base["consumed"].get(source, 0))
+        for topic, source in sorted(w.input_topics.items()):
+            c.add_metric([topic], cnt["consumed"].get(source, 0))
         yield c
         c = CounterMetricFamily("anomalyd_events_invalid", "Records sent to the dead-letter topic, by reason", labels=["reason"])
-        for reason in sorted(set(REASONS) | set(eng.invalid)):
-            c.add_metric([reason], eng.invalid.get(reason, 0) - base["invalid"].get(reason, 0))
+        for reason in sorted(set(REASONS) | set(cnt["invalid"])):
+            c.add_metric([reason], cnt["invalid"].get(reason, 0))
         yield c
-        life.add_metric([], sum(eng.consumed.values()) + sum(eng.invalid.values()))
-        yield life
+        yield GaugeMetricFamily("anomalyd_events_processed_lifetime",
+                                "Events processed (valid or dead-lettered) since the state began, restarts included",
+                                value=gau["lifetime"])
         yield CounterMetricFamily("anomalyd_events_late", "Events later than allowed_lateness (not evaluated)",
-                                  value=eng.late - base["late"])
+                                  value=cnt["late"])
         a = CounterMetricFamily("anomalyd_alerts", "Alert state changes", labels=["rule_id", "severity", "status", "mode"])
         b = CounterMetricFamily("anomalyd_breaker_commands", "Breaker commands", labels=["rule_id", "action"])
         g = GaugeMetricFamily("anomalyd_rule_groups", "Groups with live state", labels=["rule_id"])
         f = GaugeMetricFamily("anomalyd_alerts_firing", "Alerts firing now", labels=["rule_id", "mode"])
         e = CounterMetricFamily("anomalyd_rule_evictions", "Group states evicted (idle or over the cap)", labels=["rule_id"])
         o = GaugeMetricFamily("anomalyd_breakers_open", "Breaker scopes open now", labels=["rule_id"])
-        for rid, r in sorted(eng.runners.items()):
-            mode = r.rule.mode
-            ba, bc = base["alerts"].get(rid, {}), base["commands"].get(rid, {})
-            for (sev, status), n in sorted(r.life.counts.items()):
-                a.add_metric([rid, sev, status, mode], n - ba.get((sev, status), 0))
-            for action, n in sorted(r.life.commands.items()):
-                b.add_metric([rid, action], n - bc.get(action, 0))
-            g.add_metric([rid], r.groups())
-            f.add_metric([rid, mode], len(r.life.active))
-            e.add_metric([rid], r.store.evicted - base["evicted"].get(rid, 0))
-            o.add_metric([rid], len(r.life.scopes))
+        for rid, r in sorted(gau["rules"].items()):
+            mode = r["mode"]
+            for (sev, status), n in sorted(cnt["alerts"].get(rid, {}).items()):
+                a.add_metric([rid, sev, status, mode], n)
+            for action, n in sorted(cnt["commands"].get(rid, {}).items()):
+                b.add_metric([rid, action], n)
+            g.add_metric([rid], r["groups"])
+            f.add_metric([rid, mode], r["firing"])
+            e.add_metric([rid], cnt["evicted"].get(rid, 0))
+            o.add_metric([rid], r["open"])
         yield from (a, b, g, f, e, o)
-        yield GaugeMetricFamily("anomalyd_rules_loaded", "Enabled rules running", value=len(eng.runners))
+        yield GaugeMetricFamily("anomalyd_rules_loaded", "Enabled rules running", value=gau["rules_loaded"])
         info = GaugeMetricFamily("anomalyd_ruleset_info", "Version of the running rule set", labels=["version"])
-        info.add_metric([eng.ruleset_version or "none"], 1)
+        info.add_metric([gau["version"] or "none"], 1)
         yield info
-        now = eng.clock.now
+        now = gau["stream_time"]
         yield GaugeMetricFamily("anomalyd_stream_time_seconds", "The stream's event time (epoch seconds)",
                                 value=now / 1000 if now >= 0 else 0)
-        yield GaugeMetricFamily("anomalyd_reorder_buffer_events", "Events waiting for slower partitions", value=len(self.w.buffer))
-        yield GaugeMetricFamily("anomalyd_assigned_partitions", "Input partitions assigned", value=len(self.w.assigned))
-        yield GaugeMetricFamily("anomalyd_ready", "1 when assigned, restored and connected", value=1 if self.w.ready else 0)
+        yield GaugeMetricFamily("anomalyd_reorder_buffer_events", "Events waiting for slower partitions", value=gau["buffered"])
+        yield GaugeMetricFamily("anomalyd_assigned_partitions", "Input partitions assigned", value=len(w.assigned))
+        yield GaugeMetricFamily("anomalyd_ready", "1 when assigned, restored and connected", value=1 if w.ready else 0)
         lag = GaugeMetricFamily("anomalyd_consumer_lag_records", "High watermark minus position, per input partition",
                                 labels=["topic", "partition"])
-        for (topic, part), n in sorted(self.w.lag.items()):
+        for (topic, part), n in sorted(w.lag.items()):
             lag.add_metric([topic, str(part)], n)
         yield lag
         if self.watcher is not None:
