@@ -214,7 +214,11 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
     res: dict = {"crashes": 0, "rows": [], "error": None}
     t_start = time.time()
     svc.start()
-    svc.wait_ready(timeout=60)
+    try:
+        svc.wait_ready(timeout=60)
+    except BaseException:
+        svc.stop()
+        raise
     out(f"service pid {svc.proc.pid} ready after {time.time() - t_start:.1f} s; topics *-{svc.tag}, "
         f"{partitions} partitions each; log {svc.logs[-1]}")
     reader = AlertReader(bootstrap, svc.topics["alerts"], partitions)
