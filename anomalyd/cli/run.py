@@ -46,12 +46,23 @@ async def serve(s: Settings) -> int:
         bootstrap = broker.bootstrap
         print(f"anomalyd: embedded Kafka-compatible broker (Tansu, in memory) listening on {bootstrap}", flush=True)
     try:
+        from ..io.connect import KafkaSetupError, check_kafka
+
+        try:  # one clear line for a wrong password or certificate, before any client retries
+            await check_kafka(bootstrap, s.kafka_security())
+        except KafkaSetupError as exc:
+            print(f"anomalyd: {exc}; not starting", file=sys.stderr, flush=True)
+            return 1
+        log.info("Kafka at %s: connected (%s)", bootstrap, s.security_summary())
         if s.create_topics:
             from ..io.admin import ensure_topics
 
-            names = list(s.input_topics()) + list(s.output_topics().values())
+            names = {n: s.partitions for n in list(s.input_topics()) + list(s.output_topics().values())}
+            if s.shards:
+                names.update({s.topic_routed: s.shards, s.topic_state: s.shards})
+            configs = {s.topic_state: {"cleanup.policy": "compact"}} if s.shards else None
             created = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: ensure_topics(bootstrap, {n: s.partitions for n in names}))
+                None, lambda: ensure_topics(bootstrap, names, configs, security=s.kafka_security()))
             if created:
                 log.info("created topics %s", created)
 
@@ -65,14 +76,22 @@ async def serve(s: Settings) -> int:
         from ..engine import tune_gc
 
         tune_gc()
-        engine = Engine(ruleset, engine_config(s))
-        worker = Worker(bootstrap=bootstrap, engine=engine, input_topics=s.input_topics(),
-                        output_topics=s.output_topics(), group_id=s.group_id,
-                        snapshots=SnapshotFile(s.state_dir, s.group_id),
-                        snapshot_interval_s=s.ms("snapshot_interval") / 1000,
-                        session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(),
-                        client_id=s.client_id, hooks=hooks, log_alerts=s.log_alerts,
-                        partition_idle_s=s.ms("partition_idle_timeout") / 1000, alert_sink=forwarder)
+        common = dict(input_topics=s.input_topics(), output_topics=s.output_topics(), group_id=s.group_id,
+                      bootstrap=bootstrap, snapshots=SnapshotFile(s.state_dir, s.group_id),
+                      snapshot_interval_s=s.ms("snapshot_interval") / 1000,
+                      session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(),
+                      client_id=s.client_id, hooks=hooks, log_alerts=s.log_alerts,
+                      partition_idle_s=s.ms("partition_idle_timeout") / 1000, alert_sink=forwarder)
+        if s.shards:
+            from ..io.sharded import ShardedWorker
+            from ..io.statestore import StateStore
+
+            worker = ShardedWorker(make_engine=lambda: Engine(ruleset, engine_config(s)), routed_topic=s.topic_routed,
+                                   shard_count=s.shards, state=StateStore(bootstrap, s.topic_state, s.kafka_security(),
+                                                                          s.client_id), **common)
+            print(f"anomalyd: scale-out mode, {s.shards} shards (topics {s.topic_routed}, {s.topic_state})", flush=True)
+        else:
+            worker = Worker(engine=Engine(ruleset, engine_config(s)), **common)
 
         print(f"anomalyd: {len(ruleset.enabled())} rules from {s.rules_dir} (version {ruleset.version}); "
               f"metrics on http://{s.metrics_host}:{s.metrics_port}/metrics", flush=True)

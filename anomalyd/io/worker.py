@@ -236,6 +236,7 @@ class Worker:
             await self.consumer.start()
             self.broker_ok = True
             self.consumer.subscribe(self.subscription(), listener=self.listener())
+            await self.on_started()
             last_snap = time.monotonic()
             self.loop_started = True
             while not self.stopping.is_set():
@@ -244,25 +245,35 @@ class Worker:
                     self._apply_reload()
                 try:
                     # Poll briskly while events wait for a quiet partition's grace period.
-                    batch = await self.consumer.getmany(timeout_ms=50 if len(self.buffer) else 200, max_records=5000)
+                    batch = await self.consumer.getmany(timeout_ms=50 if self.pending() else 200, max_records=5000)
                     self.broker_ok = True
                 except Exception as exc:
                     self.broker_ok = False
                     log.error("fetch failed: %s", exc)
                     await asyncio.sleep(1)
                     continue
-                if batch or len(self.buffer):
+                if batch or self.pending():
                     await self._process(batch)
                 if time.monotonic() - last_snap >= self.snapshot_interval_s:
                     await self.checkpoint()
                     last_snap = time.monotonic()
         finally:
+            await self.on_stopping()
             try:
                 if self.engine_ready and self.consumer is not None and self.assigned:
                     await asyncio.wait_for(self.checkpoint("shutdown"), timeout=5)
             except Exception as exc:
                 log.error("final checkpoint failed: %s", exc)
             await self._close()
+
+    async def on_started(self) -> None:
+        """Connected and subscribed (the scale-out worker starts its router here)."""
+
+    async def on_stopping(self) -> None:
+        """Before the final checkpoint."""
+
+    def pending(self) -> int:
+        return len(self.buffer)
 
     def subscription(self) -> list[str]:
         return list(self.input_topics)

@@ -6,10 +6,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..engine.timeutil import parse_duration
+
+PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 
 class Settings(BaseSettings):
@@ -24,6 +27,10 @@ class Settings(BaseSettings):
     partitions: int = Field(4, description="partitions for topics anomalyd creates")
     create_topics: bool = True
     session_timeout_ms: int = Field(6000, description="consumer group session; group joins take about half")
+    shards: int = Field(0, description="0: one worker reads every input partition (fastest for one replica); "
+                                       "N > 0: scale-out mode, groups hashed over N shards that any number of workers share")
+    topic_routed: str = Field("anomalyd-routed", description="internal: events re-keyed by group (scale-out mode)")
+    topic_state: str = Field("anomalyd-state", description="internal: shard snapshots, compacted (scale-out mode)")
 
     topic_orders: str = "orders"
     topic_inventory: str = "inventory"
@@ -61,6 +68,65 @@ class Settings(BaseSettings):
     alertmanager_url: str | None = Field(None, description="forward alerts to Alertmanager's v2 API (off when unset)")
     partition_idle_timeout: str = Field("500ms", description="wall-clock wait before a caught-up partition stops holding back event time")
 
+    @field_validator("security_protocol")
+    @classmethod
+    def _protocol(cls, v: str) -> str:
+        v = v.strip().upper()
+        if v not in PROTOCOLS:
+            raise ValueError(f"{v!r} is not one of {', '.join(PROTOCOLS)}")
+        return v
+
+    @field_validator("sasl_mechanism")
+    @classmethod
+    def _mechanism(cls, v: str | None) -> str | None:
+        if v is None or not v.strip():
+            return None
+        v = v.strip().upper()
+        if v not in MECHANISMS:
+            raise ValueError(f"{v!r} is not one of {', '.join(MECHANISMS)}")
+        return v
+
+    @field_validator("sasl_password_file", "ssl_cafile", "ssl_certfile", "ssl_keyfile")
+    @classmethod
+    def _readable(cls, v: Path | None) -> Path | None:
+        if v is not None:
+            try:
+                with open(v, "rb"):
+                    pass
+            except OSError as exc:
+                raise ValueError(f"cannot read {v}: {exc.strerror}") from None
+        return v
+
+    @model_validator(mode="after")
+    def _security(self) -> "Settings":
+        """SASL settings without a SASL protocol (or the reverse) would connect
+        unauthenticated or not at all: refuse them at start, by name."""
+        sasl = self.security_protocol.startswith("SASL_")
+        if sasl:
+            missing = [n for n, v in (("ANOMALYD_SASL_MECHANISM", self.sasl_mechanism),
+                                      ("ANOMALYD_SASL_USERNAME", self.sasl_username),
+                                      ("ANOMALYD_SASL_PASSWORD_FILE or ANOMALYD_SASL_PASSWORD",
+                                       self.sasl_password_file or self.sasl_password)) if not v]
+            if missing:
+                raise ValueError(f"ANOMALYD_SECURITY_PROTOCOL={self.security_protocol} needs {', '.join(missing)}")
+        elif self.sasl_mechanism or self.sasl_username or self.sasl_password or self.sasl_password_file:
+            raise ValueError("ANOMALYD_SASL_* settings are given but ANOMALYD_SECURITY_PROTOCOL is "
+                             f"{self.security_protocol}: use SASL_SSL (or SASL_PLAINTEXT)")
+        tls = self.security_protocol in ("SSL", "SASL_SSL")
+        if not tls and (self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile):
+            raise ValueError("ANOMALYD_SSL_* settings are given but ANOMALYD_SECURITY_PROTOCOL is "
+                             f"{self.security_protocol}: use SSL (or SASL_SSL)")
+        if self.ssl_keyfile and not self.ssl_certfile:
+            raise ValueError("ANOMALYD_SSL_KEYFILE needs ANOMALYD_SSL_CERTFILE (the client certificate)")
+        return self
+
+    def security_summary(self) -> str:
+        """How anomalyd connects, for messages: never the password."""
+        out = self.security_protocol
+        if self.sasl_mechanism:
+            out += f", {self.sasl_mechanism} as {self.sasl_username!r}"
+        return out
+
     @field_validator("allowed_lateness", "idle_timeout", "max_future_skew", "snapshot_interval", "reload_interval", "partition_idle_timeout")
     @classmethod
     def _duration(cls, v: str) -> str:
@@ -81,12 +147,15 @@ class Settings(BaseSettings):
                 "breaker-commands": self.topic_commands, "dead-letter": self.topic_dead_letter}
 
     def password(self) -> str | None:
+        """The SASL password: the file wins over the variable. A trailing
+        newline (as `echo` writes) is not part of it; other spaces are."""
         if self.sasl_password_file:
-            return self.sasl_password_file.read_text().strip()
+            return self.sasl_password_file.read_text(encoding="utf-8").rstrip("\r\n")
         return self.sasl_password.get_secret_value() if self.sasl_password else None
 
     def kafka_security(self) -> dict:
-        """Keyword arguments for aiokafka clients."""
+        """Keyword arguments for Kafka clients: aiokafka (the service) and
+        kafka-python (anomalyd.io.admin) take the same names."""
         kw: dict = {"security_protocol": self.security_protocol}
         if self.sasl_mechanism:
             kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,

@@ -30,8 +30,12 @@ def free_port() -> int:
 class Service:
     """One anomalyd service with its own topic names, group and state dir."""
 
-    def __init__(self, bootstrap: str, tmp: Path, rules: str | Path = "rules", partitions: int = 4, **env: str):
+    def __init__(self, bootstrap: str, tmp: Path, rules: str | Path = "rules", partitions: int = 4,
+                 security: dict | None = None, **env: str):
+        """``security``: kafka client settings for the harness's own topic
+        creation and reads (the service takes its own from ``env``)."""
         self.bootstrap = bootstrap
+        self.security = security
         self.tag = uuid.uuid4().hex[:8]
         self.topics = {t: f"{t}-{self.tag}" for t in INPUTS + OUTPUTS}
         self.tmp = tmp
@@ -54,10 +58,21 @@ class Service:
         self.env["ANOMALYD_TOPIC_ALERTS_SHADOW"] = self.topics["alerts-shadow"]
         self.proc: subprocess.Popen | None = None
         self.logs: list[Path] = []
-        ensure_topics(bootstrap, {t: partitions for t in self.topics.values()})
+        ensure_topics(bootstrap, {t: partitions for t in self.topics.values()}, security=security)
+
+    def twin(self) -> "Service":
+        """Another worker of the same service: same topics, group and settings,
+        its own process, metrics port and log (scale-out tests)."""
+        other = object.__new__(Service)
+        other.__dict__.update(self.__dict__)
+        other.port = free_port()
+        other.env = {**self.env, "ANOMALYD_METRICS_PORT": str(other.port),
+                     "ANOMALYD_STATE_DIR": str(self.tmp / f"state-{self.tag}-{other.port}")}
+        other.proc, other.logs = None, []
+        return other
 
     def start(self) -> "Service":
-        log = self.tmp / f"run-{self.tag}-{len(self.logs)}.log"
+        log = self.tmp / f"run-{self.tag}-{self.port}-{len(self.logs)}.log"
         self.logs.append(log)
         self.proc = subprocess.Popen([sys.executable, "-m", "anomalyd", "run"], env=self.env,
                                      stdout=open(log, "w"), stderr=subprocess.STDOUT)
@@ -115,7 +130,7 @@ class Service:
         return self.proc.returncode if self.proc else None
 
     def outputs(self, timeout_s: float = 1.5) -> dict[str, list[dict]]:
-        recs = consume_all(self.bootstrap, [self.topics[t] for t in OUTPUTS], timeout_s)
+        recs = consume_all(self.bootstrap, [self.topics[t] for t in OUTPUTS], timeout_s, security=self.security)
         back = {v: k for k, v in self.topics.items()}
         out: dict[str, list[dict]] = {t: [] for t in OUTPUTS}
         for topic, _p, _o, key, value in recs:

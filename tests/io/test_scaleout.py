@@ -1,0 +1,110 @@
+"""Scale-out mode (ANOMALYD_SHARDS): several workers share the input
+partitions and the groups, and say together what `anomalyd replay` says."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+
+import pytest
+
+from tests.cli.test_replay_cli import seed_stories
+from tests.io.service import Service
+from tests.io.test_worker import produce_lines, replay
+
+pytestmark = pytest.mark.kafka
+
+
+def sharded(broker, tmp_path, shards: int = 4) -> Service:
+    svc = Service(broker.bootstrap, tmp_path, ANOMALYD_SHARDS=str(shards))
+    tag = svc.tag
+    svc.env.update(ANOMALYD_TOPIC_ROUTED=f"routed-{tag}", ANOMALYD_TOPIC_STATE=f"state-{tag}")
+    return svc
+
+
+def ids(out: dict) -> tuple[list, list]:
+    return (sorted(a["alert_id"] for a in out["alerts"]),
+            sorted(c["command_id"] + c["action"] for c in out["breaker-commands"]))
+
+
+def wait_outputs(svc: Service, want: tuple[list, list], workers: list[Service], timeout: float) -> dict:
+    """Poll the output topics until every expected id is there (or time runs out)."""
+    end = time.time() + timeout
+    while True:
+        out = svc.outputs(timeout_s=0.5)
+        got = ids(out)
+        if set(got[0]) >= set(want[0]) and set(got[1]) >= set(want[1]):
+            return out
+        for w in workers:
+            if w.proc is not None and w.proc.poll() is not None:
+                raise AssertionError(f"worker exited:\n{w.log()[-3000:]}")
+        if time.time() > end:
+            missing = sorted(set(want[0]) - set(got[0]))
+            raise AssertionError(f"missing {len(missing)} alerts of {len(want[0])}:\n" + "\n".join(w.log()[-2500:] for w in workers))
+        time.sleep(1)
+
+
+def test_two_workers_share_the_work_and_equal_replay(broker, tmp_path):
+    lines = [ln for ln in seed_stories() if '"refunds"' not in ln]
+    ref = replay(lines)
+    a = sharded(broker, tmp_path)
+    b = a.twin()
+    produce_lines(a, lines)
+    a.start()
+    b.start()
+    try:
+        a.wait_ready()
+        b.wait_ready()
+        out = wait_outputs(a, ids(ref), [a, b], timeout=90)
+        time.sleep(2)  # anything extra would show now
+        out = a.outputs()
+        shards = [a.metric("anomalyd_assigned_partitions"), b.metric("anomalyd_assigned_partitions")]
+    finally:
+        assert a.stop() == 0 and b.stop() == 0
+    assert set(ids(out)[0]) == set(ids(ref)[0])
+    assert set(ids(out)[1]) == set(ids(ref)[1])
+    assert sorted(shards) == [2, 2]  # four shards, two each
+    # refused records are dead-lettered once, by the router that read them
+    assert Counter(d["reason_code"] for d in out["dead-letter"]) == Counter(d["reason_code"] for d in ref["dead-letter"])
+    for rec in out["alerts"]:
+        assert rec["_key"] == rec["fingerprint"]
+
+
+def test_killing_one_worker_moves_its_shards_to_the_other_without_losing_alerts(broker, tmp_path):
+    sim = subprocess.run([sys.executable, "-m", "anomalyd", "simulate", "--minutes", "140", "--seed", "21"],
+                         capture_output=True, text=True, check=True).stdout.splitlines()
+    ref = replay(sim)
+    assert len(ref["alerts"]) >= 20
+    a = sharded(broker, tmp_path)
+    a.env["ANOMALYD_SESSION_TIMEOUT_MS"] = "4000"
+    b = a.twin()
+    n = produce_lines(a, sim)
+    routed = lambda: a.processed() + b.processed()  # records each router took, this process
+    try:
+        a.start()
+        b.start()
+        a.wait_ready()
+        b.wait_ready()
+        a.wait(lambda: routed() >= n // 4, 120, "a quarter of the backlog")
+        b.kill(signal.SIGKILL)  # mid-stream: its shards and input partitions go to `a`
+        killed_at = a.processed()
+        a.wait(lambda: a.metric("anomalyd_assigned_partitions") == 4, 60, "a takes over every shard")
+        a.wait(lambda: a.processed() > killed_at + 2000, 120, "a routing b's partitions too")
+        b.start()  # and back: shards move again, each restored from the state topic
+        b.wait_ready()
+        out = wait_outputs(a, ids(ref), [a, b], timeout=180)
+        time.sleep(2)
+        out = a.outputs()
+    finally:
+        a.stop()
+        b.stop()
+    assert "shard" in a.log() and "restored" in a.log() + b.log()
+    got = ids(out)
+    assert set(got[0]) == set(ids(ref)[0]), "alerts that replay does not give"
+    opens = {(c["_key"], c["command_id"]) for c in out["breaker-commands"] if c["action"] == "open"}
+    ref_opens = {(",".join(f"{k}={v}" for k, v in c["scope"].items()), c["command_id"])
+                 for c in ref["breaker-commands"] if c["action"] == "open"}
+    assert opens == ref_opens
