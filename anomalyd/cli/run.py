@@ -81,7 +81,8 @@ async def serve(s: Settings) -> int:
                       snapshot_interval_s=s.ms("snapshot_interval") / 1000,
                       session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(),
                       client_id=s.client_id, hooks=hooks, log_alerts=s.log_alerts,
-                      partition_idle_s=s.ms("partition_idle_timeout") / 1000, alert_sink=forwarder)
+                      partition_idle_s=s.ms("partition_idle_timeout") / 1000,
+                      partition_live_delay_ms=s.ms("partition_live_delay"), alert_sink=forwarder)
         if s.shards:
             from ..io.sharded import ShardedWorker
             from ..io.statestore import StateStore

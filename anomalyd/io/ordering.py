@@ -21,10 +21,12 @@ import time
 from typing import Any, Callable, Hashable, Iterator
 
 INF = float("inf")
+LIVE_HORIZON_MS = 10_000  # a partition whose last ts is this close to the wall clock carries live traffic
 
 
 class ReorderBuffer:
-    def __init__(self, idle_s: float = 0.5, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, idle_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
+                 live_delay_ms: int = 0, wall: Callable[[], float] = time.time) -> None:
         self.heap: list[tuple[int, int, Any]] = []
         self.seq = 0
         self.part_max: dict[Hashable, int] = {}
@@ -33,6 +35,12 @@ class ReorderBuffer:
         self.idle_s = idle_s
         self.clock = clock
         self.last_push = -INF
+        # Live traffic (ts near the wall clock): a caught-up partition's next
+        # event will not be older than `live_delay_ms` before now, so it holds
+        # the stream back only that far (Flink's bounded out-of-orderness),
+        # not until its next event. 0 turns this off.
+        self.live_delay_ms = live_delay_ms
+        self.wall = wall
 
     def __len__(self) -> int:
         return len(self.heap)
@@ -79,9 +87,12 @@ class ReorderBuffer:
     def watermark(self) -> float:
         w = INF
         idle_before = self.clock() - self.idle_s
+        floor = self.wall() * 1000 - self.live_delay_ms if self.live_delay_ms else -INF
         for p, since in self.caught_up.items():
             if since is None or since > idle_before:  # may still deliver older events
                 m = self.part_max.get(p, -INF)
+                if since is not None and m < floor and m >= floor - LIVE_HORIZON_MS:
+                    m = floor  # caught up on live traffic: its next event is at least this recent
                 if m < w:
                     w = m
         return w

@@ -203,10 +203,11 @@ class _RouterRebalance(ConsumerRebalanceListener):
 class Shard:
     """Stage 2 for one partition of `routed`: an engine owning that hash range."""
 
-    def __init__(self, index: int, engine: Engine, idle_s: float, origins: list[tuple[str, int]]):
+    def __init__(self, index: int, engine: Engine, idle_s: float, origins: list[tuple[str, int]],
+                 live_delay_ms: int = 0):
         self.index = index
         self.engine = engine
-        self.buffer = ReorderBuffer(idle_s)
+        self.buffer = ReorderBuffer(idle_s, live_delay_ms=live_delay_ms)
         self.buffer.assign(origins)  # every input partition holds the watermark until it reports
         self.applied: dict[tuple[str, int], int] = {}  # origin -> next origin offset not yet taken
         self.pos: int | None = None  # next offset of `routed` to read
@@ -284,7 +285,7 @@ class ShardedWorker(Worker):
         eng.set_shard(index, self.shard_count)
         if self.ruleset is not None:
             eng.replace_rules(self.ruleset)
-        shard = Shard(index, eng, self.idle_s, self.origins)
+        shard = Shard(index, eng, self.idle_s, self.origins, self.buffer.live_delay_ms)
         data = await self.state.read(index)
         if data is not None:
             try:
@@ -293,7 +294,7 @@ class ShardedWorker(Worker):
                          index, len(report["restored"]), len(shard.buffer), shard.pos)
             except Exception as exc:  # damaged state must not stop the service
                 log.error("shard %d: state unreadable (%s); starting it empty", index, exc)
-                shard = Shard(index, eng, self.idle_s, self.origins)
+                shard = Shard(index, eng, self.idle_s, self.origins, self.buffer.live_delay_ms)
         shard.baseline = figures(eng)
         return shard
 

@@ -111,7 +111,8 @@ class Worker:
                  output_topics: dict[str, str], group_id: str, snapshots: SnapshotFile,
                  snapshot_interval_s: float = 5.0, session_timeout_ms: int = 6000,
                  security: dict | None = None, client_id: str = "anomalyd", hooks: Hooks | None = None,
-                 log_alerts: bool = True, partition_idle_s: float = 0.5, alert_sink: Any = None,
+                 log_alerts: bool = True, partition_idle_s: float = 0.5, partition_live_delay_ms: int = 50,
+                 alert_sink: Any = None,
                  max_buffer: int = 20_000):
         self.bootstrap = bootstrap
         self.engine = engine
@@ -132,7 +133,7 @@ class Worker:
         self.paused: set[TopicPartition] = set()
         self.loop_started = False
         self.started_at = time.monotonic()
-        self.buffer = ReorderBuffer(partition_idle_s)
+        self.buffer = ReorderBuffer(partition_idle_s, live_delay_ms=partition_live_delay_ms)
         self.positions: dict[tuple[str, int], int] = {}
         self.assigned: set[TopicPartition] = set()
         self.assigned_once = False
@@ -245,7 +246,7 @@ class Worker:
                     self._apply_reload()
                 try:
                     # Poll briskly while events wait for a quiet partition's grace period.
-                    batch = await self.consumer.getmany(timeout_ms=50 if self.pending() else 200, max_records=5000)
+                    batch = await self.consumer.getmany(timeout_ms=20 if self.pending() else 200, max_records=5000)
                     self.broker_ok = True
                 except Exception as exc:
                     self.broker_ok = False

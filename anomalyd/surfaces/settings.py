@@ -67,6 +67,7 @@ class Settings(BaseSettings):
     log_alerts: bool = True
     alertmanager_url: str | None = Field(None, description="forward alerts to Alertmanager's v2 API (off when unset)")
     partition_idle_timeout: str = Field("500ms", description="wall-clock wait before a caught-up partition stops holding back event time")
+    partition_live_delay: str = Field("50ms", description="live traffic (ts within 10 s of the wall clock): a caught-up partition holds event time back only this far behind the wall clock; 0ms = wait for its next event or the idle timeout")
 
     @field_validator("security_protocol")
     @classmethod
@@ -127,7 +128,8 @@ class Settings(BaseSettings):
             out += f", {self.sasl_mechanism} as {self.sasl_username!r}"
         return out
 
-    @field_validator("allowed_lateness", "idle_timeout", "max_future_skew", "snapshot_interval", "reload_interval", "partition_idle_timeout")
+    @field_validator("allowed_lateness", "idle_timeout", "max_future_skew", "snapshot_interval", "reload_interval", "partition_idle_timeout",
+                     "partition_live_delay")
     @classmethod
     def _duration(cls, v: str) -> str:
         parse_duration(v)

@@ -72,3 +72,34 @@ def test_a_busy_partition_is_never_idle_however_often_it_is_drained():
         out += list(b.ready())
     ts = [t for _, t in out]
     assert ts == sorted(ts) and len(out) > 150
+
+
+def test_a_caught_up_live_partition_holds_the_stream_back_only_by_the_live_delay():
+    c, wall = Clock(), Clock()
+    b = ReorderBuffer(idle_s=3, clock=c, live_delay_ms=50, wall=wall)
+    b.assign(["busy", "sparse"])
+    wall.t = 1000.0  # seconds; events carry ms near it (live traffic)
+    b.push("sparse", 999_700, "s")           # its last event, 300 ms ago
+    b.set_caught_up("sparse", True)
+    b.push("busy", 999_900, "b1")
+    b.push("busy", 999_990, "b2")
+    # Not idle yet (3 s grace), but live: it cannot deliver anything older than now - 50 ms.
+    assert list(b.ready()) == ["s", "b1"]
+    wall.t = 1000.05
+    assert list(b.ready()) == ["b2"]
+    b.set_caught_up("sparse", False)          # data waiting to be read: it holds time at its last ts again
+    b.push("busy", 1_000_040, "b3")
+    assert list(b.ready()) == []
+
+
+def test_history_is_not_live_so_the_grace_period_still_applies():
+    c, wall = Clock(), Clock()
+    b = ReorderBuffer(idle_s=3, clock=c, live_delay_ms=50, wall=wall)
+    b.assign(["a", "b"])
+    wall.t = 2_000_000.0  # a backfill of month-old events: the wall clock says nothing about them
+    b.push("b", 5_000, "b5")
+    b.set_caught_up("b", True)
+    b.push("a", 10_000, "a10")
+    assert list(b.ready()) == ["b5"]
+    c.t = 3.1
+    assert list(b.ready()) == ["a10"]
