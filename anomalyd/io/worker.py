@@ -27,10 +27,26 @@ from ..engine import snapshot
 from ..engine.engine import Engine
 from ..engine.rules.loader import RuleLoadError, RuleSet, load_rules
 from ..engine.timeutil import parse_ts
+from .kafkalog import quiet_aiokafka
 from .ordering import ReorderBuffer
 from .snapshots import SnapshotFile
 
 log = logging.getLogger("anomalyd.worker")
+
+# getmany() does not tell an outage from a quiet stream: it returns empty
+# batches either way (aiokafka #1073). After this long without a fetch
+# response the worker asks the broker for metadata, and calls it down if that
+# gets no answer in the same time.
+BROKER_SILENCE_S = 3.0
+# A checkpoint waits this long for the broker to acknowledge outputs or a
+# commit, then tries again later: the loop (and /healthz) keeps turning.
+KAFKA_WAIT_S = 10.0
+
+
+class OutputNotDelivered(RuntimeError):
+    """Kafka refused or expired an output (aiokafka expires a batch it could not
+    deliver in request_timeout_ms, 40 s). No snapshot may pass it: the process
+    stops, and its restart produces the output again from the last snapshot."""
 
 
 def figures(eng: Engine) -> dict:
@@ -140,7 +156,11 @@ class Worker:
         self.engine_ready = False
         self.stopping = asyncio.Event()
         self.last_loop = time.monotonic()
-        self.broker_ok = False
+        self.broker_seen = 0.0  # monotonic time the broker last answered (a fetch or a probe)
+        self.broker_down_since: float | None = None  # set while it does not answer
+        self.tick = time.monotonic()  # the event loop turns (set by the broker watch)
+        self.undelivered: str | None = None
+        self._watch: asyncio.Task | None = None
         self.records = 0
         self.produced: dict[str, int] = {}
         self.pending_reload: RuleSet | None = None
@@ -180,7 +200,10 @@ class Worker:
     async def checkpoint(self, why: str = "interval") -> None:
         """Flush outputs, then record state + positions, then commit offsets."""
         t = time.monotonic()
-        await self.producer.flush()
+        if why == "interval" and not self.broker_ok:
+            return  # nothing can be flushed or committed: the snapshot waits for the broker
+        if not await self.flush_outputs(why):
+            return
         buffered = [(src, topic, part, off, key, raw) for src, _ev, topic, part, off, key, raw in self.buffer.items()]  # sorted once
         extra = {"positions": [(t_, p, o) for (t_, p), o in self.positions.items()], "buffer": buffered}
         data = snapshot.dump(self.engine, extra)
@@ -196,19 +219,79 @@ class Worker:
             if pos is not None:
                 commit[tp] = min(pos, low.get((tp.topic, tp.partition), pos))
         if commit:
-            try:
-                await self.consumer.commit(commit)
-            except Exception as exc:  # e.g. during a rebalance; the snapshot is what counts
-                log.warning("offset commit failed (%s); state is safe in the snapshot", exc)
+            await self.commit_offsets(commit)
         self.hooks.snapshot(time.monotonic() - t, len(data))
         log.debug("checkpoint (%s): %d bytes in %.3fs", why, len(data), time.monotonic() - t)
+
+    async def flush_outputs(self, why: str) -> bool:
+        """True once Kafka has acknowledged every output so far; False if it has
+        not within KAFKA_WAIT_S (the flush goes on; the caller tries later).
+        Raises OutputNotDelivered if an output failed."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self.producer.flush()), KAFKA_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("checkpoint (%s) postponed: outputs not acknowledged within %.0fs", why, KAFKA_WAIT_S)
+            return False
+        if self.undelivered is not None:
+            raise OutputNotDelivered(f"an output was not delivered to Kafka ({self.undelivered}); stopping "
+                                     f"without a checkpoint so that a restart produces it again")
+        return True
+
+    async def commit_offsets(self, offsets: dict) -> None:
+        # aiokafka's commit waits for the group coordinator for ever.
+        try:
+            await asyncio.wait_for(self.consumer.commit(offsets), KAFKA_WAIT_S)
+        except asyncio.TimeoutError:
+            log.warning("offset commit not answered within %.0fs; state is safe in the snapshot", KAFKA_WAIT_S)
+        except Exception as exc:  # e.g. during a rebalance; the snapshot is what counts
+            log.warning("offset commit failed (%s); state is safe in the snapshot", exc)
+
+    def _delivered(self, fut: asyncio.Future) -> None:
+        if self.undelivered is None and not fut.cancelled() and fut.exception() is not None:
+            self.undelivered = repr(fut.exception())
+            log.critical("an output was not delivered to Kafka: %s", self.undelivered)
+
+    @property
+    def broker_ok(self) -> bool:
+        return self.broker_seen > 0 and self.broker_down_since is None
+
+    async def _watch_broker(self) -> None:
+        """Fresh fetch responses say the broker answers; after BROKER_SILENCE_S
+        without one, a metadata request decides. Logs when it stops and starts
+        answering (aiokafka's own errors are held to one per kind per 30 s)."""
+        newest, probed = 0, 0.0
+        while True:
+            await asyncio.sleep(0.5)
+            now = self.tick = time.monotonic()
+            polled = newest
+            for tp in list(self.assigned):
+                try:
+                    polled = max(polled, self.consumer.last_poll_timestamp(tp) or 0)
+                except Exception:  # revoked meanwhile
+                    pass
+            if polled > newest:
+                newest, self.broker_seen = polled, now
+            elif now - self.broker_seen > BROKER_SILENCE_S and now - probed >= BROKER_SILENCE_S:
+                probed = now
+                try:
+                    await asyncio.wait_for(self.consumer.topics(), BROKER_SILENCE_S)
+                    self.broker_seen = time.monotonic()
+                except Exception as exc:
+                    if self.broker_down_since is None:
+                        self.broker_down_since = self.broker_seen
+                        log.error("Kafka broker not answering for %.0fs (%s): waiting for it, not ready",
+                                  time.monotonic() - self.broker_seen, repr(exc) if str(exc) == "" else exc)
+            if self.broker_down_since is not None and self.broker_seen > self.broker_down_since:
+                log.warning("Kafka broker answering again after %.1fs", self.broker_seen - self.broker_down_since)
+                self.broker_down_since = None
 
     # -- output ----------------------------------------------------------------
     async def emit(self, outs: list) -> None:
         now = time.time()
         for kind, key, value in outs:
             topic = self.output_topics[kind]
-            await self.producer.send(topic, key=key.encode(), value=json.dumps(value, separators=(",", ":")).encode())
+            fut = await self.producer.send(topic, key=key.encode(), value=json.dumps(value, separators=(",", ":")).encode())
+            fut.add_done_callback(self._delivered)
             self.produced[kind] = self.produced.get(kind, 0) + 1
             if kind in ("alerts", "alerts-shadow"):
                 self.hooks.alert_latency(max(0.0, now - parse_ts(value["ts"]) / 1000))
@@ -229,13 +312,15 @@ class Worker:
             session_timeout_ms=self.session_timeout_ms, heartbeat_interval_ms=max(500, self.session_timeout_ms // 6),
             rebalance_timeout_ms=self.session_timeout_ms, max_poll_records=5000,
             fetch_max_wait_ms=50, **common)
+        quiet_aiokafka()
         self.restore()
         self.baseline = self._figures()  # metrics count from here (see surfaces/metrics.py)
         self.engine_ready = True
         await self.producer.start()
         try:
             await self.consumer.start()
-            self.broker_ok = True
+            self.broker_seen = time.monotonic()
+            self._watch = asyncio.create_task(self._watch_broker())
             self.consumer.subscribe(self.subscription(), listener=self.listener())
             await self.on_started()
             last_snap = time.monotonic()
@@ -247,9 +332,7 @@ class Worker:
                 try:
                     # Poll briskly while events wait for a quiet partition's grace period.
                     batch = await self.consumer.getmany(timeout_ms=20 if self.pending() else 200, max_records=5000)
-                    self.broker_ok = True
                 except Exception as exc:
-                    self.broker_ok = False
                     log.error("fetch failed: %s", exc)
                     await asyncio.sleep(1)
                     continue
@@ -283,6 +366,8 @@ class Worker:
         return _Rebalance(self)
 
     async def _close(self) -> None:
+        if self._watch is not None:
+            self._watch.cancel()
         for client in (self.consumer, self.producer):
             if client is not None:
                 try:
@@ -374,9 +459,14 @@ class Worker:
 
     @property
     def alive(self) -> bool:
+        now = time.monotonic()
         if not self.loop_started:  # restoring a large snapshot or connecting: alive for 10 minutes
-            return time.monotonic() - self.started_at < 600
-        return time.monotonic() - self.last_loop < 30
+            return now - self.started_at < 600
+        if now - self.last_loop < 30:
+            return True
+        # Held up by an unreachable broker is waiting, not wedged (a restart
+        # would not bring the broker back), as long as the event loop turns.
+        return self.broker_down_since is not None and now - self.tick < 30
 
 
 class RulesWatcher:
