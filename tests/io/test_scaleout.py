@@ -3,6 +3,8 @@ partitions and the groups, and say together what `anomalyd replay` says."""
 
 from __future__ import annotations
 
+import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -11,6 +13,7 @@ from collections import Counter
 
 import pytest
 
+from anomalyd.io.admin import produce_jsonl
 from tests.cli.test_replay_cli import seed_stories
 from tests.io.service import Service
 from tests.io.test_worker import produce_lines, replay
@@ -108,3 +111,38 @@ def test_killing_one_worker_moves_its_shards_to_the_other_without_losing_alerts(
     ref_opens = {(",".join(f"{k}={v}" for k, v in c["scope"].items()), c["command_id"])
                  for c in ref["breaker-commands"] if c["action"] == "open"}
     assert opens == ref_opens
+
+
+def test_scale_out_worker_hot_reloads_counts_and_passes_promtool(broker, tmp_path):
+    rules = tmp_path / "rules"
+    shutil.copytree("rules", rules, ignore=shutil.ignore_patterns("tests"))
+    svc = sharded(broker, tmp_path)
+    svc.rules = rules
+    svc.env["ANOMALYD_RULES_DIR"] = str(rules)
+    t = svc.topics
+    inv = lambda i, a: (t["inventory"], f"S{i}", json.dumps(
+        {"event_id": f"e{i}", "ts": 1781712000000 + i * 1000, "sku": f"S{i}", "available": a}).encode())
+    svc.start()
+    try:
+        svc.wait_ready()
+        produce_jsonl(broker.bootstrap, [inv(1, -1), (t["inventory"], None, b"{not json")])
+        svc.wait(lambda: len(svc.outputs(0.5)["alerts"]) >= 1, 30, "the first alert")
+        (rules / "inventory.yaml").write_text((rules / "inventory.yaml").read_text().replace("value: 0", "value: 10"))
+        svc.wait(lambda: svc.metric("anomalyd_rule_reloads_total") >= 1, 20, "a good reload")
+        time.sleep(1)
+        produce_jsonl(broker.bootstrap, [inv(2, 5)])  # below 10: fires only under the new rule
+        svc.wait(lambda: len(svc.outputs(0.5)["alerts"]) >= 2, 30, "alert under the new rule")
+        out = svc.outputs()
+        _, text = svc.get("/metrics")
+    finally:
+        assert svc.stop() == 0
+    assert sorted((a["group"]["sku"], a["value"], a["threshold"]) for a in out["alerts"]) == [("S1", -1, 0), ("S2", 5, 10)]
+    assert [d["reason_code"] for d in out["dead-letter"]] == ["invalid_json"]
+    for line in (f'anomalyd_events_consumed_total{{topic="{t["inventory"]}"}} 2.0',
+                 'anomalyd_events_invalid_total{reason="invalid_json"} 1.0',
+                 'anomalyd_alerts_total{mode="live",rule_id="negative-stock",severity="P1",status="firing"} ',
+                 "anomalyd_assigned_partitions 4.0", "anomalyd_ready 1.0"):
+        assert line in text, line
+    if shutil.which("promtool"):
+        lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)
+        assert lint.returncode == 0 and not lint.stdout.strip() and not lint.stderr.strip(), lint.stdout + lint.stderr
