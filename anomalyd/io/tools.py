@@ -23,5 +23,6 @@ def envelope_records(envelopes: Iterable[dict], topic_names: dict[str, str] | No
 
 
 def produce_envelopes(bootstrap: str, envelopes: Iterable[dict], topic_names: dict[str, str] | None = None,
-                      flush_every: int = 500) -> int:
-    return produce_jsonl(bootstrap, envelope_records(envelopes, topic_names), flush_every=flush_every)
+                      flush_every: int = 500, security: dict | None = None) -> int:
+    """``security``: kafka client settings, e.g. ``Settings.kafka_security()``."""
+    return produce_jsonl(bootstrap, envelope_records(envelopes, topic_names), security, flush_every=flush_every)
