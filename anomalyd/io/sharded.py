@@ -44,7 +44,7 @@ from ..engine import snapshot
 from ..engine.engine import Engine
 from .ordering import INF, ReorderBuffer
 from .statestore import StateStore
-from .worker import Worker, add, figures, gauges, subtract
+from .worker import KAFKA_WAIT_S, Worker, add, figures, gauges, subtract
 
 log = logging.getLogger("anomalyd.sharded")
 
@@ -148,8 +148,9 @@ class Router:
                 self.records += len(recs)
         for p, b in builders.items():
             sends.append(producer.send_batch(b, topic_out, partition=p))
-        for fut in sends:
-            await fut  # queued in order per shard; delivery is awaited by commit()'s flush
+        for coro in sends:
+            fut = await coro  # queued in order per shard; delivery is awaited by commit()'s flush
+            fut.add_done_callback(w._delivered)  # a lost routed batch stops the worker (no commit passes it)
         if dead:
             await w.emit(dead)
 
@@ -186,15 +187,17 @@ class Router:
             await self.w.producer.send(self.w.routed_topic, value=value, key=MARKER_KEY, partition=p)
 
     async def commit(self) -> None:
-        """Flush what was routed, then commit the input positions behind it."""
-        await self.w.producer.flush()
+        """Flush what was routed, then commit the input positions behind it
+        (both bounded: an unreachable broker postpones, never blocks)."""
         offsets = {tp: self.origins[(tp.topic, tp.partition)][0] for tp in self.assigned
                    if self.origins.get((tp.topic, tp.partition), [0])[0] > 0}
+        if not await self.w.flush_outputs("router"):
+            return
         if offsets:
             try:
-                await self.consumer.commit(offsets)
+                await asyncio.wait_for(self.consumer.commit(offsets), KAFKA_WAIT_S)
             except Exception as exc:  # a rebalance in progress: the next owner re-routes (deduplicated)
-                log.warning("router commit failed: %s", exc)
+                log.warning("router commit failed: %r", exc)
 
 
 class _RouterRebalance(ConsumerRebalanceListener):
@@ -324,7 +327,10 @@ class ShardedWorker(Worker):
     # -- checkpoint -----------------------------------------------------------------------
     async def checkpoint(self, why: str = "interval", only: list[int] | None = None) -> None:
         t = time.monotonic()
-        await self.producer.flush()  # outputs first: the state must never be ahead of them
+        if why == "interval" and not self.broker_ok:
+            return  # nothing can be flushed or committed: the snapshot waits for the broker
+        if not await self.flush_outputs(why):  # outputs first: the state must never be ahead of them
+            return
         size = 0
         commit = {}
         for index, shard in list(self.shards.items()):
@@ -335,12 +341,10 @@ class ShardedWorker(Worker):
             await self.state.write(index, data)
             if shard.pos is not None:
                 commit[TopicPartition(self.routed_topic, index)] = shard.pos
-        await self.producer.flush()
+        if not await self.flush_outputs(why):  # the state records are acknowledged before the commit
+            return
         if commit:
-            try:
-                await self.consumer.commit(commit)
-            except Exception as exc:
-                log.warning("offset commit failed (%s); state is safe in the state topic", exc)
+            await self.commit_offsets(commit)
         self.hooks.snapshot(time.monotonic() - t, size)
         log.debug("checkpoint (%s): %d shards, %d bytes in %.3fs", why, len(commit), size, time.monotonic() - t)
 
