@@ -254,14 +254,14 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
     ooo = {"n": 0, "max_ms": 0, "hi": -1, "events": 0}
     orig = w.engine.process_event
 
-    def process_event(source, ev, partition=None):
+    def process_event(source, ev):
         ooo["events"] += 1
         if ev.ts < ooo["hi"]:
             ooo["n"] += 1
             ooo["max_ms"] = max(ooo["max_ms"], ooo["hi"] - ev.ts)
         else:
             ooo["hi"] = ev.ts
-        return orig(source, ev, partition)
+        return orig(source, ev)
 
     w.engine.process_event = process_event
     wm = {"samples": 0, "inf": 0}
