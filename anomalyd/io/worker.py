@@ -147,6 +147,7 @@ class Worker:
         self.baseline: dict | None = None
         self.max_buffer = max_buffer
         self.paused: set[TopicPartition] = set()
+        self.held_since = self.stall_logged = self.fetch_checked = time.monotonic()
         self.loop_started = False
         self.started_at = time.monotonic()
         self.buffer = ReorderBuffer(partition_idle_s, live_delay_ms=partition_live_delay_ms)
@@ -409,13 +410,65 @@ class Worker:
                     continue
                 self.positions[part] = pos
             buffer.set_caught_up(part, pos >= hw)
+        released = 0
         for source, ev, *_ in buffer.ready():
             outs.extend(engine.process_event(source, ev))
+            released += 1
         self._flow_control()
+        self._stall_check(released > 0)
+        self._fetch_watch()
         if outs:
             await self.emit(outs)
         self.records += n
         self.hooks.batch(time.perf_counter() - t, n)
+
+    def _stall_check(self, moved: bool) -> None:
+        """Say once a minute why events are held, when they have been held
+        for 10 s: which partition holds the watermark, and in what state."""
+        now = time.monotonic()
+        if moved or not len(self.buffer):
+            self.held_since = now
+            return
+        if now - self.held_since < 10 or now - self.stall_logged < 60:
+            return
+        self.stall_logged = now
+        buf = self.buffer
+        w = buf.watermark()
+        holders = [p for p, m in buf.part_max.items() if m == w]
+        paused = {(tp.topic, tp.partition) for tp in self.consumer.paused()}
+        log.warning("events held for %.0fs: %d buffered, watermark %s held by %s (caught-up since %s, lag %s, "
+                    "paused in the consumer %s); %d partitions paused by flow control", now - self.held_since,
+                    len(buf), w, holders, [buf.caught_up.get(p) for p in holders], [self.lag.get(p) for p in holders],
+                    [p in paused for p in holders], len(self.paused))
+
+    def _fetch_watch(self) -> None:
+        """Every partition we have not paused must be fetched. If the client
+        has fetched others for 10 s but not this one (its high watermark then
+        goes stale: the partition would look caught up and idle, and its
+        events would never come), resume it and seek it to its position,
+        which restarts its fetch state. Seen once: a soak under heavy CPU
+        contention stalled for minutes behind one partition."""
+        now = time.monotonic()
+        if now - self.fetch_checked < 5:
+            return
+        self.fetch_checked = now
+        polled = {}
+        for tp in self.assigned:
+            try:
+                polled[tp] = self.consumer.last_poll_timestamp(tp)
+            except Exception:
+                pass
+        fresh = max((t for t in polled.values() if t is not None), default=None)
+        if fresh is None:
+            return
+        for tp, t in polled.items():
+            pos = self.positions.get((tp.topic, tp.partition))
+            if tp in self.paused or t is None or fresh - t < 10_000 or pos is None:
+                continue
+            log.warning("partition %s:%d not fetched for %.0fs while others are: resuming it at offset %d",
+                        tp.topic, tp.partition, (fresh - t) / 1000, pos)
+            self.consumer.resume(tp)
+            self.consumer.seek(tp, pos)
 
     def _flow_control(self) -> None:
         """Keep the reorder buffer bounded. Busy partitions keep the fetcher's

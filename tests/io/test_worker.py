@@ -218,3 +218,63 @@ def test_shadow_rules_run_live_but_only_write_to_the_shadow_topic(broker, tmp_pa
     assert [(a["rule_id"], a["status"], a["shadow"]) for a in out["alerts-shadow"]] == [("low-stock-candidate", "firing", True)]
     assert out["alerts"] == [] and out["breaker-commands"] == []   # no live alert, and never a command
     assert 'anomalyd_alerts_total{mode="shadow",rule_id="low-stock-candidate",severity="P1",status="firing"} 1.0' in metrics
+
+
+def test_a_partition_holding_the_watermark_that_is_not_fetched_is_resumed(broker, caplog):
+    """Self-heal: if the client stops fetching a partition (here: paused
+    behind the worker's back) while it fetches others, the worker notices
+    within 15 s, says which partition, and resumes it."""
+    import asyncio
+    import logging
+    import tempfile
+    import uuid
+
+    from aiokafka import TopicPartition
+
+    from anomalyd.engine.engine import Engine
+    from anomalyd.engine.rules.loader import load_rules
+    from anomalyd.io.admin import ensure_topics
+    from anomalyd.io.snapshots import SnapshotFile
+    from anomalyd.io.worker import Worker
+
+    tag = uuid.uuid4().hex[:6]
+    ins = {f"{s}-{tag}": s for s in ("orders", "inventory", "payments", "complaints")}
+    outs = {k: f"{k}-{tag}" for k in ("alerts", "alerts-shadow", "breaker-commands", "dead-letter")}
+    ensure_topics(broker.bootstrap, {t: 1 for t in [*ins, *outs.values()]})
+    inv = f"inventory-{tag}"
+    ev = lambda topic, i, **kw: (topic, None, json.dumps({"event_id": f"{topic}{i}", "ts": 1781712000000 + i * 1000, **kw}).encode())
+
+    async def scenario() -> tuple[int, int]:
+        with tempfile.TemporaryDirectory() as d:
+            w = Worker(bootstrap=broker.bootstrap, engine=Engine(load_rules("rules")), input_topics=ins, output_topics=outs,
+                       group_id=f"g-{tag}", snapshots=SnapshotFile(d, "s"), log_alerts=False, partition_idle_s=30)
+            task = asyncio.create_task(w.run())
+            while not w.ready:
+                await asyncio.sleep(0.1)
+            # every topic moves to t=1 s, so inventory (at t=1 s) holds the watermark next
+            produce_jsonl(broker.bootstrap, [ev(t, 1, **f) for t, f in (
+                (f"orders-{tag}", dict(order_id="o", sku="S", quantity=1, unit_price=1.0, status="paid")),
+                (inv, dict(sku="S", available=5)),
+                (f"payments-{tag}", dict(payment_id="p", order_id="o", amount=1.0, status="succeeded")),
+                (f"complaints-{tag}", dict(ticket_id="t", category="c")))])
+            while sum(w.engine.consumed.values()) < 4:
+                await asyncio.sleep(0.1)
+            w.consumer.pause(TopicPartition(inv, 0))  # the client stops fetching it; the worker is not told
+            produce_jsonl(broker.bootstrap, [ev(inv, i, sku="S", available=5) for i in range(2, 5)])
+            t0 = time.monotonic()
+            i = 2
+            while w.engine.consumed["inventory"] < 4 and time.monotonic() - t0 < 40:
+                i += 1  # traffic elsewhere goes on
+                produce_jsonl(broker.bootstrap, [ev(f"orders-{tag}", i, order_id="o", sku="S", quantity=1,
+                                                    unit_price=1.0, status="paid")])
+                await asyncio.sleep(0.5)
+            took = time.monotonic() - t0
+            w.stopping.set()
+            await task
+            return w.engine.consumed["inventory"], took
+
+    with caplog.at_level(logging.WARNING, logger="anomalyd.worker"):
+        got, took = asyncio.run(scenario())
+    assert got == 4, "the held partition was never fetched again"
+    assert 9 <= took < 40
+    assert any("not fetched for" in r.getMessage() and inv in r.getMessage() for r in caplog.records)
