@@ -235,6 +235,7 @@ class Shard:
         self.seen: dict[tuple[str, int], float] = {}  # origin -> wall clock of its last marker
         self.first: int | None = None  # smallest ts reported before the engine started
         self.dups = 0
+        self.behind = True  # not yet at the end of its partition of `routed`
         self.baseline: dict = {}
 
     def dump(self) -> bytes:
@@ -361,7 +362,12 @@ class ShardedWorker(Worker):
             n += len(recs)
             self._take(shard, recs, wall)
             shard.pos = recs[-1].offset + 1
-        for shard in self.shards.values():
+        for index, shard in self.shards.items():
+            # Markers say "caught up" as of when they were sent. A shard still
+            # reading its backlog has not seen what came after them, so no
+            # input partition counts as caught up for it (idle, live floor).
+            hw = self.consumer.highwater(TopicPartition(self.routed_topic, index))
+            shard.behind = hw is None or shard.pos is None or shard.pos < hw
             self._release(shard, wall, outs)
         if outs:
             await self.emit(outs)
@@ -395,8 +401,8 @@ class ShardedWorker(Worker):
     def _release(self, shard: Shard, wall: float, outs: list) -> None:
         buf, eng = shard.buffer, shard.engine
         for o, since in buf.caught_up.items():
-            if since is not None and wall - shard.seen.get(o, -INF) > LEASE_S:
-                buf.set_caught_up(o, False)  # its router went quiet: wait for the next owner
+            if since is not None and (shard.behind or wall - shard.seen.get(o, -INF) > LEASE_S):
+                buf.set_caught_up(o, False)  # behind on `routed`, or its router went quiet: wait
         w = buf.watermark()
         if w == -INF:
             return
