@@ -162,6 +162,7 @@ class Worker:
         self.tick = time.monotonic()  # the event loop turns (set by the broker watch)
         self.undelivered: str | None = None
         self._watch: asyncio.Task | None = None
+        self._commit: asyncio.Future | None = None
         self.records = 0
         self.produced: dict[str, int] = {}
         self.pending_reload: RuleSet | None = None
@@ -239,13 +240,23 @@ class Worker:
         return True
 
     async def commit_offsets(self, offsets: dict) -> None:
-        # aiokafka's commit waits for the group coordinator for ever.
-        try:
-            await asyncio.wait_for(self.consumer.commit(offsets), KAFKA_WAIT_S)
-        except asyncio.TimeoutError:
+        """Commit, waiting at most KAFKA_WAIT_S (aiokafka's commit waits for the
+        group coordinator for ever). A commit still waiting is left to finish,
+        not cancelled (its request may be on the wire), and none other starts
+        meanwhile, so commits land in order."""
+        if self._commit is not None and not self._commit.done():
+            log.warning("offset commit skipped: the previous one still waits for the broker")
+            return
+        self._commit = asyncio.ensure_future(self.consumer.commit(offsets))
+        self._commit.add_done_callback(self._committed)
+        done, _ = await asyncio.wait({self._commit}, timeout=KAFKA_WAIT_S)
+        if not done:
             log.warning("offset commit not answered within %.0fs; state is safe in the snapshot", KAFKA_WAIT_S)
-        except Exception as exc:  # e.g. during a rebalance; the snapshot is what counts
-            log.warning("offset commit failed (%s); state is safe in the snapshot", exc)
+
+    @staticmethod
+    def _committed(task: asyncio.Future) -> None:
+        if not task.cancelled() and task.exception() is not None:  # e.g. during a rebalance
+            log.warning("offset commit failed (%s); state is safe in the snapshot", task.exception())
 
     def _delivered(self, fut: asyncio.Future) -> None:
         if self.undelivered is None and not fut.cancelled() and fut.exception() is not None:
