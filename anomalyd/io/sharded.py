@@ -63,6 +63,7 @@ class Router:
         self.caught: dict[tuple[str, int], bool] = {}
         self.assigned: set[TopicPartition] = set()
         self.consumer: AIOKafkaConsumer | None = None
+        self.lock = asyncio.Lock()
         self.ok = False
         self.records = 0
 
@@ -106,6 +107,14 @@ class Router:
                 log.warning("closing router consumer: %s", exc)
 
     async def _route(self, batch: dict) -> None:
+        # A revocation waits for the batch in hand: otherwise its records could
+        # be sent after the revoke's commit, behind the next owner's re-sends
+        # of the same offsets, and the shards' dedupe (by highest origin
+        # offset) would drop the records in between.
+        async with self.lock:
+            await self._route_locked(batch)
+
+    async def _route_locked(self, batch: dict) -> None:
         w, eng = self.w, self.engine
         producer, topic_out, n = w.producer, w.routed_topic, w.shard_count
         # One BatchBuilder per shard: appending to it costs a fraction of a
@@ -207,8 +216,9 @@ class _RouterRebalance(ConsumerRebalanceListener):
     async def on_partitions_revoked(self, revoked):
         r = self.r
         if revoked and r.w.producer is not None:
-            await r._markers()
-            await r.commit()
+            async with r.lock:
+                await r._markers()
+                await r.commit()
         for tp in revoked:
             r.assigned.discard(tp)
             o = (tp.topic, tp.partition)
