@@ -44,7 +44,7 @@ from ..engine import snapshot
 from ..engine.engine import Engine
 from .ordering import INF, ReorderBuffer
 from .statestore import StateStore
-from .worker import KAFKA_WAIT_S, Worker, add, figures, gauges, subtract
+from .worker import Worker, add, figures, gauges, subtract
 
 log = logging.getLogger("anomalyd.sharded")
 
@@ -202,11 +202,8 @@ class Router:
                    if self.origins.get((tp.topic, tp.partition), [0])[0] > 0}
         if not await self.w.flush_outputs("router"):
             return
-        if offsets:
-            try:
-                await asyncio.wait_for(self.consumer.commit(offsets), KAFKA_WAIT_S)
-            except Exception as exc:  # a rebalance in progress: the next owner re-routes (deduplicated)
-                log.warning("router commit failed: %r", exc)
+        if offsets:  # bounded, never cancelled (a failure means the next owner re-routes: deduplicated)
+            await self.w.commit_offsets(offsets, self.consumer)
 
 
 class _RouterRebalance(ConsumerRebalanceListener):

@@ -162,7 +162,7 @@ class Worker:
         self.tick = time.monotonic()  # the event loop turns (set by the broker watch)
         self.undelivered: str | None = None
         self._watch: asyncio.Task | None = None
-        self._commit: asyncio.Future | None = None
+        self._commits: dict[int, asyncio.Future] = {}  # per consumer: the commit that may still wait
         self.records = 0
         self.produced: dict[str, int] = {}
         self.pending_reload: RuleSet | None = None
@@ -239,17 +239,19 @@ class Worker:
                                      f"without a checkpoint so that a restart produces it again")
         return True
 
-    async def commit_offsets(self, offsets: dict) -> None:
+    async def commit_offsets(self, offsets: dict, consumer: AIOKafkaConsumer | None = None) -> None:
         """Commit, waiting at most KAFKA_WAIT_S (aiokafka's commit waits for the
         group coordinator for ever). A commit still waiting is left to finish,
         not cancelled (its request may be on the wire), and none other starts
         meanwhile, so commits land in order."""
-        if self._commit is not None and not self._commit.done():
+        consumer = consumer or self.consumer
+        prev = self._commits.get(id(consumer))
+        if prev is not None and not prev.done():
             log.warning("offset commit skipped: the previous one still waits for the broker")
             return
-        self._commit = asyncio.ensure_future(self.consumer.commit(offsets))
-        self._commit.add_done_callback(self._committed)
-        done, _ = await asyncio.wait({self._commit}, timeout=KAFKA_WAIT_S)
+        task = self._commits[id(consumer)] = asyncio.ensure_future(consumer.commit(offsets))
+        task.add_done_callback(self._committed)
+        done, _ = await asyncio.wait({task}, timeout=KAFKA_WAIT_S)
         if not done:
             log.warning("offset commit not answered within %.0fs; state is safe in the snapshot", KAFKA_WAIT_S)
 
