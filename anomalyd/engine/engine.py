@@ -221,4 +221,5 @@ class Engine:
             "alerts": dict(alerts),
             "commands": dict(commands),
             "evictions": sum(self.evictions().values()),
+            "alerts_evicted": sum(r.life.evicted for r in self.runners.values()),
         }

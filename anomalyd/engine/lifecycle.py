@@ -75,12 +75,19 @@ class ScopeState:
 
 
 class Lifecycle:
-    def __init__(self, rule: RuleBase, group_of: Callable[[Hashable], dict], wake: Wake | None = None):
+    def __init__(self, rule: RuleBase, group_of: Callable[[Hashable], dict], wake: Wake | None = None,
+                 cap: int | None = None):
         self.rule = rule
         self.version = rule.version
         self.group_of = group_of
         self.cooldown = rule.ms("cooldown")
         self.active: dict[Hashable, Active] = {}
+        # Firing episodes are state too: a flood of keys that all fire (an
+        # absence rule on keys seen once) would otherwise grow without bound.
+        # Over the cap the oldest episode is forgotten (see _forget).
+        self.cap = cap
+        self.evicted = 0
+        self.orphans: dict[str, int] = {}  # breaker scopes whose groups were all forgotten -> expires
         self.timers = Timers(wake)  # cooldown expiries
         self.scopes: dict[str, ScopeState] = {}
         self.topic = SHADOW_ALERTS if rule.mode == "shadow" else ALERTS
@@ -163,6 +170,36 @@ class Lifecycle:
         out.append((self.topic, rec["fingerprint"], rec))
         if self.breaker:
             self._open(key, a, now, rec["message"], out)
+        if self.cap is not None and len(self.active) > self.cap:
+            self._forget(next(iter(self.active)), now)  # dicts keep insertion order: the oldest episode
+
+    def _forget(self, key: Hashable, now: int) -> None:
+        """Drop a firing episode without a record. No `resolved` is emitted
+        (its condition was never seen to stop holding, contract section 4) and
+        no breaker `close`: a scope left with no firing group keeps its open
+        command until `expires_at`, the safe side for a paused business, and
+        stays known until then so that it is not opened twice. If the group
+        fires again later, that is a new episode with a new alert_id."""
+        del self.active[key]
+        self.evicted += 1
+        if not self.breaker:
+            return
+        skey, _ = self._scope(key)
+        s = self.scopes.get(skey)
+        if s is not None:
+            s.groups.discard(key)
+            if not s.groups:
+                self.orphans[skey] = s.expires
+        # Orphaned scopes go once lapsed (roughly in order: one ttl per rule).
+        orphans = self.orphans
+        while orphans:
+            skey = next(iter(orphans))
+            if orphans[skey] > now and len(orphans) <= self.cap:
+                break
+            del orphans[skey]
+            s = self.scopes.get(skey)
+            if s is not None and not s.groups:
+                del self.scopes[skey]
 
     def _resolve(self, key: Hashable, a: Active, now: int, evidence: list[str], out: list[Output]) -> None:
         del self.active[key]

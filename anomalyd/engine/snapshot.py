@@ -63,6 +63,8 @@ def runner_state(r) -> dict:
         "scopes": {k: (list(s.groups), s.opened, s.expires, s.command_id, s.alert_id) for k, s in life.scopes.items()},
         "counts": dict(life.counts),
         "commands": dict(life.commands),
+        "life_evicted": life.evicted,
+        "orphans": dict(life.orphans),
         "judge_from": getattr(r, "judge_from", None),
     }
 
@@ -86,6 +88,8 @@ def load_runner(r, st: dict) -> None:
         life.scopes[k] = s
     life.counts = dict(st["counts"])
     life.commands = dict(st["commands"])
+    life.evicted = st.get("life_evicted", 0)  # absent in snapshots before the firing-alert cap
+    life.orphans = dict(st.get("orphans", {}))
     if st.get("judge_from") is not None:
         r.judge_from = st["judge_from"]
 

@@ -54,7 +54,8 @@ def figures(eng: Engine) -> dict:
     return {"consumed": dict(eng.consumed), "invalid": dict(eng.invalid), "late": eng.late,
             "alerts": {rid: dict(r.life.counts) for rid, r in eng.runners.items()},
             "commands": {rid: dict(r.life.commands) for rid, r in eng.runners.items()},
-            "evicted": {rid: r.store.evicted for rid, r in eng.runners.items()}}
+            "evicted": {rid: r.store.evicted for rid, r in eng.runners.items()},
+            "alerts_evicted": {rid: r.life.evicted for rid, r in eng.runners.items()}}
 
 
 def _combine(a: Any, b: Any, sign: int) -> Any:

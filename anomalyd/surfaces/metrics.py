@@ -47,6 +47,9 @@ class EngineCollector:
         g = GaugeMetricFamily("anomalyd_rule_groups", "Groups with live state", labels=["rule_id"])
         f = GaugeMetricFamily("anomalyd_alerts_firing", "Alerts firing now", labels=["rule_id", "mode"])
         e = CounterMetricFamily("anomalyd_rule_evictions", "Group states evicted (idle or over the cap)", labels=["rule_id"])
+        x = CounterMetricFamily("anomalyd_alerts_evicted",
+                                "Firing alerts forgotten over the cap (no resolved record; breakers lapse at expires_at)",
+                                labels=["rule_id"])
         o = GaugeMetricFamily("anomalyd_breakers_open", "Breaker scopes open now", labels=["rule_id"])
         for rid, r in sorted(gau["rules"].items()):
             mode = r["mode"]
@@ -57,8 +60,9 @@ class EngineCollector:
             g.add_metric([rid], r["groups"])
             f.add_metric([rid, mode], r["firing"])
             e.add_metric([rid], cnt["evicted"].get(rid, 0))
+            x.add_metric([rid], cnt["alerts_evicted"].get(rid, 0))
             o.add_metric([rid], r["open"])
-        yield from (a, b, g, f, e, o)
+        yield from (a, b, g, f, e, x, o)
         yield GaugeMetricFamily("anomalyd_rules_loaded", "Enabled rules running", value=gau["rules_loaded"])
         info = GaugeMetricFamily("anomalyd_ruleset_info", "Version of the running rule set", labels=["version"])
         info.add_metric([gau["version"] or "none"], 1)

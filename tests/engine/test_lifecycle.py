@@ -2,6 +2,7 @@
 
 from anomalyd.engine.engine import Engine
 from anomalyd.engine.records import Alert, BreakerCommand
+from anomalyd.engine.types import EngineConfig
 from tests.helpers import MIN, T0, alerts, commands, inv, run, rule
 
 NEG = dict(type="threshold", source="inventory", field="available", op="<", value=0, group_by=["sku"])
@@ -88,3 +89,41 @@ def test_reload_keeps_state_of_unchanged_rules_and_resets_changed_ones():
     # r still knows S is firing (no repeat); the changed rule starts afresh
     out = eng.process_line(inv(T0 + MIN, "S", -40))
     assert alerts(out) == [("other", "firing", "S", 60)]
+
+
+def test_firing_alerts_over_the_cap_are_forgotten_oldest_first_without_a_record():
+    # Three SKUs go negative with a cap of 2: the oldest episode (A) is dropped
+    # silently and counted; the newest two still resolve normally. A coming
+    # back negative later is a new episode.
+    r = rule(**NEG)
+    eng = Engine([r], EngineConfig(max_groups_per_rule=2))
+    out = []
+    for ln in [inv(T0, "A", -1), inv(T0 + MIN, "B", -1), inv(T0 + 2 * MIN, "C", -1),
+               inv(T0 + 3 * MIN, "A", 5), inv(T0 + 4 * MIN, "B", 5), inv(T0 + 5 * MIN, "A", -1)]:
+        out += eng.process_line(ln)
+    assert alerts(out) == [("r", "firing", "A", 0), ("r", "firing", "B", 60), ("r", "firing", "C", 120),
+                           ("r", "resolved", "B", 240), ("r", "firing", "A", 300)]
+    assert eng.runners["r"].life.evicted == 1
+    assert eng.summary()["alerts_evicted"] == 1
+    firing_a = [v["alert_id"] for t, _, v in out if t == "alerts" and v["group"] == {"sku": "A"}]
+    assert len(set(firing_a)) == 2  # two episodes, two ids
+
+
+def test_a_forgotten_alert_leaves_its_breaker_open_until_it_lapses_and_never_opens_it_twice():
+    r = rule(**{**NEG, "group_by": ["sku", "warehouse"]},
+             breaker={"action": "pause_sales", "scope": ["warehouse"], "ttl": "10m"})
+    eng = Engine([r], EngineConfig(max_groups_per_rule=1))
+    out = []
+    for ln in [inv(T0, "A", -1, warehouse="W1"),            # opens W1
+               inv(T0 + MIN, "B", -1, warehouse="W2"),      # opens W2; A forgotten: W1 stays open, no close
+               inv(T0 + 2 * MIN, "C", -1, warehouse="W1"),  # W1 still open: no second open; B forgotten
+               inv(T0 + 3 * MIN, "C", 5, warehouse="W1"),   # C resolves: W1 closes
+               inv(T0 + 4 * MIN, "D", -1, warehouse="W2"),  # W2 open until 11m: no second open
+               inv(T0 + 12 * MIN, "E", -1, warehouse="W3"),  # D forgotten; W2's orphan lapsed and is dropped
+               inv(T0 + 13 * MIN, "F", -1, warehouse="W2")]:  # W2 lapsed at 11m: a new open
+        out += eng.process_line(ln)
+    cmds = [(v["action"], v["scope"]["warehouse"]) for t, _, v in out if t == "breaker-commands"]
+    assert cmds == [("open", "W1"), ("open", "W2"), ("close", "W1"), ("open", "W3"), ("open", "W2")]
+    assert [a[1] for a in alerts(out)].count("resolved") == 1
+    life = eng.runners["r"].life
+    assert life.evicted == 4 and set(life.scopes) == {"warehouse=W2", "warehouse=W3"}

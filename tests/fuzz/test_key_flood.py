@@ -44,3 +44,20 @@ def test_flood_of_unique_skus_stays_bounded_and_real_groups_still_alert():
     fired = {a[0] for a in alerts(out) if a[2] == "REAL" and a[1] == "firing"}
     assert fired >= {"t", "c", "r", "n"}, fired   # surge needs history; absence needs silence
     assert peak < 200 * 1024 * 1024, peak          # far below: the cap holds state down
+
+
+def test_a_flood_of_keys_that_all_fire_keeps_firing_alerts_under_the_cap():
+    # An absence rule on SKUs each seen once: every one of them fires a minute
+    # later. Firing alerts are state too and must stay under the cap, counted.
+    keys = 20_000
+    eng = Engine([rule(id="a", type="absence", source="inventory", window="1m", group_by=["sku"])],
+                 EngineConfig(max_groups_per_rule=CAP))
+    fired = 0
+    for i in range(keys):
+        ts = T0 + i * 50  # 20 new keys a second (the cap holds a key past its 1m deadline)
+        fired += sum(1 for t, _, v in eng.process_line(inv(i, ts, f"FLOOD-{i}", 1)) if t == "alerts")
+    life = eng.runners["a"].life
+    assert fired > 2 * CAP                       # the flood did fire far past the cap
+    assert len(life.active) <= CAP
+    assert life.evicted == fired - len(life.active)
+    assert eng.summary()["alerts_evicted"] == life.evicted

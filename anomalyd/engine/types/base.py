@@ -73,7 +73,7 @@ class Runner:
         self.version = rule.version
         self.where = compile_all(rule.where)
         self.key_of = make_key(rule.group_by)
-        self.life = Lifecycle(rule, make_group(rule.group_by), wake)
+        self.life = Lifecycle(rule, make_group(rule.group_by), wake, config.max_groups_per_rule)
         window = rule.ms("window") if getattr(rule, "window", None) else 0
         # Idle eviction must never empty a window that is still counting.
         idle = max(config.idle_timeout_ms, 2 * window + config.allowed_lateness_ms)
