@@ -29,8 +29,10 @@ records acknowledged by the broker minus events processed ("behind"), events
 processed in the interval, dead letters, reorder buffer, live groups, alerts
 read from the alerts topic in the interval and their latency (wall clock when
 this script's consumer reads the alert minus the alert's `ts`: p50/p99/max),
-and the service's own latency histogram (emit minus ts) as p50/p99 estimated
-from the bucket deltas of the interval.
+the service's own latency histogram (emit minus ts) as p50/p99 estimated
+from the bucket deltas of the interval, and a probe of the broker alone
+(a plain consumer, no group, reading the last 500 acknowledged records of
+one input partition: if that slows down, the broker does).
 
 The summary: drift between the first and the last --drift-window seconds
 (RSS, p99 latency, lag), records produced vs processed (lost), dead letters,
@@ -176,6 +178,42 @@ class AlertReader(threading.Thread):
         return out
 
 
+class BrokerProbe(threading.Thread):
+    """Measures the broker alone, apart from the service: every `every`
+    seconds a plain kafka-python consumer (no group) reads the last `n`
+    acknowledged records of one input partition; the time it takes says
+    whether the broker itself is slowing down as it stores more."""
+
+    def __init__(self, bootstrap: str, topic: str, producer: "Producer", every: float, n: int = 500):
+        super().__init__(daemon=True)
+        self.c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
+                               fetch_max_wait_ms=20)
+        self.tp = TopicPartition(topic, 0)
+        self.c.assign([self.tp])
+        self.prod, self.every, self.n = producer, every, n
+        self.last: float | None = None  # seconds for the last probe
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        while not self.stop.wait(self.every):
+            with self.prod.lock:
+                end = self.prod.last_offset.get((self.tp.topic, 0))
+            if end is None:
+                continue
+            start = max(0, end + 1 - self.n)
+            want = end + 1 - start
+            try:
+                t = time.perf_counter()
+                self.c.seek(self.tp, start)
+                got = 0
+                while got < want and time.perf_counter() - t < 60:
+                    got += sum(len(v) for v in self.c.poll(timeout_ms=200).values())
+                self.last = time.perf_counter() - t if got >= want else None
+            except Exception:  # a failed probe shows as '-'
+                self.last = None
+        self.c.close()
+
+
 class Producer:
     """kafka-python producer; counts records the broker acknowledged."""
 
@@ -185,10 +223,14 @@ class Producer:
         self.lock = threading.Lock()
         self.sent = self.acked = self.failed = 0
         self.labelled = 0
+        self.last_offset: dict[tuple[str, int], int] = {}
 
-    def _ok(self, _md) -> None:
+    def _ok(self, md) -> None:
         with self.lock:
             self.acked += 1
+            k = (md.topic, md.partition)
+            if md.offset > self.last_offset.get(k, -1):
+                self.last_offset[k] = md.offset
 
     def _err(self, _exc) -> None:
         with self.lock:
@@ -231,10 +273,12 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
     reader = AlertReader(bootstrap, svc.topics["alerts"], partitions)
     reader.start()
     prod = Producer(bootstrap, {s: svc.topics[s] for s in ("orders", "inventory", "payments", "complaints")}, linger_ms)
+    probe = BrokerProbe(bootstrap, svc.topics["inventory"], prod, sample_s)
+    probe.start()
 
     head = (f"{'min':>5} {'rss MB':>7} {'hwm MB':>7} {'brk MB':>7} {'lag':>6} {'behind':>7} {'events':>8} {'ev/s':>6} "
             f"{'dead':>4} {'buf':>6} {'groups':>7} {'alerts':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-            f"{'h.p50':>6} {'h.p99':>6}")
+            f"{'h.p50':>6} {'h.p99':>6} {'probe ms':>8}")
     out(head, flush=True) if out is print else out(head)
     state = {"prev": parse_metrics(""), "t_prev": time.time(), "n": 0}
     lats_all: list[tuple[float, float]] = []  # (elapsed at read, latency)
@@ -257,7 +301,8 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
                    dead=m["dead"], buffer=m["buffer"], groups=m["groups"], alerts=len(got),
                    p50=pct(lats, 0.5), p99=pct(lats, 0.99), max=max(lats) if lats else None,
                    h50=bucket_quantile(m["buckets"], prev["buckets"], 0.5),
-                   h99=bucket_quantile(m["buckets"], prev["buckets"], 0.99), processed=m["processed"], acked=acked)
+                   h99=bucket_quantile(m["buckets"], prev["buckets"], 0.99), processed=m["processed"], acked=acked,
+                   probe=probe.last)
         if text:  # keep the last good scrape as the baseline for deltas
             state["prev"], state["t_prev"] = m, now
         res["rows"].append(row)
@@ -265,7 +310,7 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
         out(f"{lab:>5} {fmt(rss):>7} {fmt(hwm):>7} {fmt(brss):>7} {fmt(row['lag']):>6} {fmt(row['behind']):>7} "
             f"{fmt(row['events']):>8} {fmt(row['rate']):>6} {fmt(row['dead']):>4} {fmt(row['buffer']):>6} "
             f"{fmt(row['groups']):>7} {row['alerts']:>6} {ms(row['p50']):>7} {ms(row['p99']):>7} {ms(row['max']):>7} "
-            f"{ms(row['h50']):>6} {ms(row['h99']):>6}")
+            f"{ms(row['h50']):>6} {ms(row['h99']):>6} {ms(row['probe']):>8}")
         if out is print:
             sys.stdout.flush()
         return row
@@ -330,7 +375,9 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
         final = sample("end")
     finally:
         reader.stop.set()
+        probe.stop.set()
         reader.join(timeout=5)
+        probe.join(timeout=70)
         prod.p.close(timeout=10)
         rc = svc.stop()
     res.update(produce_s=produce_s, sent=prod.sent, acked=prod.acked, failed=prod.failed, labelled=prod.labelled,
@@ -361,6 +408,7 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
         behind_first=mean(r["behind"] for r in first), behind_last=mean(r["behind"] for r in last),
         broker_first=mean(r["broker_rss"] for r in first), broker_last=mean(r["broker_rss"] for r in last),
         rate=mean(r["rate"] for r in rows),
+        probe_first=mean(r["probe"] for r in first), probe_last=mean(r["probe"] for r in last),
     )
     res["drift"] = d
     w = drift_s / 60
@@ -381,6 +429,8 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
         f"{fmt(d['lag_last'], '{:,.1f}')}/{fmt(d['lag_max_last'])} records")
     out(f"    acked - processed mean {fmt(d['behind_first'], '{:,.1f}')} -> {fmt(d['behind_last'], '{:,.1f}')} records")
     out(f"    broker RSS mean        {fmt(d['broker_first'], '{:,.1f}')} MB -> {fmt(d['broker_last'], '{:,.1f}')} MB")
+    out(f"    broker probe mean      {ms(d['probe_first'])} ms -> {ms(d['probe_last'])} ms   (a plain consumer reading "
+        f"the last {probe.n} records of one input partition, apart from the service)")
     return res
 
 
