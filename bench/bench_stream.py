@@ -246,6 +246,11 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
                     v = json.loads(r.value)
                     ts = parse_ts(v["ts"])
                     alerts.append((ts, now - ts / 1000, v.get("status", "?"), v.get("rule_id", "?")))
+                    if v.get("status") == "firing":
+                        for eid in v.get("evidence", []):
+                            st = stages.get(eid)
+                            if st is not None:
+                                st.setdefault("read", now)
 
     reader = asyncio.create_task(read_alerts())
 
@@ -264,6 +269,52 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
         return orig(source, ev)
 
     w.engine.process_event = process_event
+
+    # Where an injected event's latency goes: fetched by the worker (pushed
+    # into the reorder buffer), released to the engine, alert handed to the
+    # producer, alert read by the measuring consumer. Wall clock, seconds.
+    stages: dict[str, dict[str, float]] = {}
+    orig_push = w.buffer.push
+
+    def push(part, ts, item):
+        eid = getattr(item[1], "event_id", "")
+        if eid.startswith("inj-"):
+            stages[eid] = {"ts": ts / 1000, "fetched": time.time()}
+        return orig_push(part, ts, item)
+
+    w.buffer.push = push
+    counting_process_event = w.engine.process_event
+
+    def process_event_staged(source, ev):
+        st = stages.get(getattr(ev, "event_id", ""))
+        if st is not None and "released" not in st:
+            st["released"] = time.time()
+        return counting_process_event(source, ev)
+
+    w.engine.process_event = process_event_staged
+    orig_emit = w.emit
+
+    async def emit(outs):
+        now = time.time()
+        for kind, _k, v in outs:
+            if kind == "alerts" and v.get("status") == "firing":
+                for eid in v.get("evidence", []):
+                    if eid in stages:
+                        stages[eid].setdefault("emitted", now)
+        await orig_emit(outs)
+
+    w.emit = emit
+    # How late the event loop wakes a 10 ms sleeper: the worker, producer and
+    # this reader share one loop, so a long batch delays everything in it.
+    loop_lag: list[float] = []
+
+    async def watch_loop():
+        while not done.is_set():
+            t = time.perf_counter()
+            await asyncio.sleep(0.01)
+            loop_lag.append(time.perf_counter() - t - 0.01)
+
+    lagger = asyncio.create_task(watch_loop())
     wm = {"samples": 0, "inf": 0}
 
     async def sample_watermark():
@@ -339,6 +390,7 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
     done.set()
     await reader
     await sampler
+    await lagger
     await ac.stop()
     q50, hn, hsum = hist_quantile(hooks.latency, 0.5)
     q99, _, _ = hist_quantile(hooks.latency, 0.99)
@@ -348,7 +400,15 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
                 ooo=ooo["n"], ooo_max_ms=ooo["max_ms"], ooo_of=ooo["events"],
                 wm_inf=(wm["inf"] / wm["samples"]) if wm["samples"] else None,
                 snap_n=snap_n, snap_mean=(snap_sum / snap_n) if snap_n else None,
-                snap_bytes=hooks.snap_bytes._value.get())
+                snap_bytes=hooks.snap_bytes._value.get(),
+                loop_lag_p99=pct(loop_lag, 0.99), loop_lag_max=max(loop_lag) if loop_lag else None)
+    warm = start_wall + warmup_s
+    full = [st for st in stages.values() if len(st) == 5 and warm <= st["ts"] < start_wall + produce_s - 0.5]
+    for name, a_, b_ in (("fetch", "ts", "fetched"), ("hold", "fetched", "released"),
+                         ("evaluate", "released", "emitted"), ("deliver", "emitted", "read"), ("total", "ts", "read")):
+        xs = [st[b_] - st[a_] for st in full]
+        info[f"stage_{name}"] = (pct(xs, 0.5), pct(xs, 0.99), max(xs) if xs else None)
+    info["stage_n"] = len(full)
     await stop_worker(w, task)
 
     (OUT / f"alerts-{prefix}.json").write_text(json.dumps({"start_wall": start_wall, "produce_s": produce_s,
@@ -448,7 +508,14 @@ async def main(a) -> None:
                       f"while traffic flowed (after warm-up); {r['ooo']:,} of {r['ooo_of']:,} events reached the engine out of ts order "
                       f"(max {r['ooo_max_ms']} ms behind)")
                 print(f"  checkpoints: {r['snap_n']}, mean {ms(r['snap_mean'])} each, last snapshot "
-                      f"{r['snap_bytes'] / 1e3:,.0f} kB", flush=True)
+                      f"{r['snap_bytes'] / 1e3:,.0f} kB")
+                print(f"  negative-stock alerts by stage (n={r['stage_n']}), p50 / p99 / max: "
+                      + "; ".join(f"{k} {ms(r['stage_' + k][0])} / {ms(r['stage_' + k][1])} / {ms(r['stage_' + k][2])}"
+                                  for k in ("fetch", "hold", "evaluate", "deliver", "total")))
+                print(f"    (fetch: ts to the worker's fetch; hold: reorder buffer; evaluate: engine and hand-off to "
+                      f"the producer; deliver: to the measuring consumer)")
+                print(f"  event loop (worker, producer and reader share it): a 10 ms sleep woke late by p99 "
+                      f"{ms(r['loop_lag_p99'])}, max {ms(r['loop_lag_max'])}", flush=True)
     finally:
         broker.stop()
 
