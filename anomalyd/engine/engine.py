@@ -127,9 +127,8 @@ class Engine:
         now = clock.now
         if ts >= now:  # in order: the common case
             if ts - now > self.config.max_future_skew_ms and now >= 0:
-                self.future += 1
-                exc = Rejected("future_ts", f"ts is more than {self.config.max_future_skew_ms // 3_600_000}h ahead of the stream's event time")
-                return [self._dead(ev.model_dump_json(), exc, source)]
+                dead = self.refuse_future(source, ev, ev.model_dump_json(), source)
+                return [dead] if dead is not None else out
         elif now - ts > self.config.allowed_lateness_ms:
             self.late += 1  # too late: windows have moved on (documented)
             self.consumed[source] += 1
@@ -142,6 +141,23 @@ class Engine:
         for r in self.by_source[source]:
             r.on_event(ev, now, out)
         return out
+
+    def too_far_ahead(self, ts: int, seen: int = -1) -> bool:
+        """Is `ts` beyond `max_future_skew` of the stream's time, or of `seen`
+        (the latest event time read but not yet evaluated)? The worker asks
+        before buffering, so such an event neither waits for the watermark nor
+        moves its partition's progress."""
+        now = self.clock.now if self.clock.now > seen else seen
+        return now >= 0 and ts - now > self.config.max_future_skew_ms
+
+    def refuse_future(self, source: str, ev: Any, original: Any, topic: str | None, **where: Any) -> Output | None:
+        """The dead letter of an event too far ahead; None when another shard
+        reports it (an event routed to several shards is reported once)."""
+        if self.shard is not None and not self._reports(source, ev):
+            return None
+        self.future += 1
+        exc = Rejected("future_ts", f"ts is more than {self.config.max_future_skew_ms // 3_600_000}h ahead of the stream's event time")
+        return self._dead(original, exc, topic, **where)
 
     def advance_to(self, ts: int) -> list[Output]:
         """Move the stream's time to `ts` without an event of this engine's
@@ -173,6 +189,9 @@ class Engine:
         """Evaluate only the groups whose key hashes to shard `index` of `count`."""
         self.shard = (index, count)
         owns = (lambda key: shard_of(key, count) == index) if count > 1 else None
+        # An event refused as too far in the future reaches every shard it was
+        # routed to; the lowest of them alone reports it.
+        self._reports = lambda source, ev: min(self.route(source, ev, count), default=index) >= index
         for r in self.runners.values():
             r.owns = owns
 

@@ -403,6 +403,9 @@ class Worker:
                                                 tp.topic, tp.partition, rec.offset, rec.key)
                 if dead is not None:
                     outs.append(dead)
+                elif engine.too_far_ahead(ev.ts, buffer.high):
+                    outs.append(engine.refuse_future(source, ev, rec.value, tp.topic, partition=tp.partition,
+                                                     offset=rec.offset, key=rec.key))
                 else:
                     buffer.push(part, ev.ts, (source, ev, tp.topic, tp.partition, rec.offset,
                                               rec.key.decode("utf-8", "replace") if rec.key else None, rec.value))

@@ -59,9 +59,25 @@ def wait_outputs(svc: Service, want: tuple[list, list], workers: list[Service], 
         time.sleep(1)
 
 
+def with_future_events(lines: list[str]) -> list[str]:
+    """Copies of a few events two days ahead, mid-stream: refused as future_ts
+    (an event routed to several shards must be dead-lettered once)."""
+    out, n = [], 0
+    for i, ln in enumerate(lines):
+        out.append(ln)
+        if i > len(lines) // 2 and n < 3 and ln.startswith("{") and ('"payments"' in ln or '"orders"' in ln):
+            d = json.loads(ln)
+            d["value"]["ts"] += 2 * 86_400_000
+            d["value"]["event_id"] = f"future-{n}"
+            out.append(json.dumps(d))
+            n += 1
+    return out
+
+
 def test_two_workers_share_the_work_and_equal_replay(broker, tmp_path):
-    lines = [ln for ln in seed_stories() if '"refunds"' not in ln]
+    lines = with_future_events([ln for ln in seed_stories() if '"refunds"' not in ln])
     ref = replay(lines)
+    assert sum(d["reason_code"] == "future_ts" for d in ref["dead-letter"]) == 3
     a = sharded(broker, tmp_path)
     b = a.twin()
     produce_lines(a, lines)

@@ -85,7 +85,12 @@ def test_malformed_records_of_every_kind_go_to_dead_letter_and_the_worker_keeps_
         (t["orders"], b'{"event_id":"x","ts":"2026-01-01","order_id":"o","sku":"s","quantity":1,"unit_price":1,"status":"paid"}'),
         (t["payments"], b"[" * 50_000), (t["complaints"], b"x" * 200_000),
     ]
-    recs = [(t["inventory"], "S", good(0, 5))] + [(tp, None, v) for tp, v in bad] + [(t["inventory"], "S", good(1, -3))]
+    # Two days ahead of the stream: refused at once with where it came from,
+    # not held in the reorder buffer until the stream catches up with it.
+    future = json.dumps({"event_id": "fut", "ts": 1781712000000 + 2 * 86_400_000, "sku": "S", "available": 1}).encode()
+    bad.append((t["inventory"], future))
+    recs = ([(t["inventory"], "S", good(0, 5))] + [(tp, "S" if v is future else None, v) for tp, v in bad]
+            + [(t["inventory"], "S", good(1, -3))])
     produce_jsonl(broker.bootstrap, recs)
     svc.start()
     try:
@@ -98,7 +103,10 @@ def test_malformed_records_of_every_kind_go_to_dead_letter_and_the_worker_keeps_
         svc.stop()
     assert len(out["dead-letter"]) == len(bad)
     codes = Counter(d["reason_code"] for d in out["dead-letter"])
-    assert codes == Counter({"invalid_json": 5, "not_utf8": 1, "not_object": 2, "missing_field": 1, "invalid_field": 2})
+    assert codes == Counter({"invalid_json": 5, "not_utf8": 1, "not_object": 2, "missing_field": 1, "invalid_field": 2,
+                             "future_ts": 1})
+    fut = next(d for d in out["dead-letter"] if d["reason_code"] == "future_ts")
+    assert fut["original"] == future.decode() and fut["partition"] is not None and fut["offset"] is not None
     assert all(d["reason"] and "\n" not in d["reason"] and d["_key"] == d["source_topic"] for d in out["dead-letter"])
     assert [a["status"] for a in out["alerts"]] == ["firing"]  # the good record after the garbage still fired
     assert 'anomalyd_events_invalid_total{reason="invalid_json"} 5.0' in metrics
