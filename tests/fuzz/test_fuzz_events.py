@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from anomalyd.engine.engine import Engine
 from anomalyd.engine.rules.loader import load_rules
+from tests.fuzz import examples
 
 RULES = load_rules("rules")
 FIELDS = ["event_id", "ts", "sku", "available", "order_id", "quantity", "unit_price", "status", "payment_id",
@@ -39,7 +40,7 @@ def _check(eng: Engine, outs: list, before: int) -> None:
         json.dumps(value, allow_nan=False)  # every output is valid JSON
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(400), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(topic=st.sampled_from(TOPICS), rec=records)
 def test_structured_garbage(topic, rec):
     eng = Engine(RULES)
@@ -47,7 +48,7 @@ def test_structured_garbage(topic, rec):
     _check(eng, outs, 0)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(raw=st.binary(max_size=300))
 def test_random_bytes(raw):
     eng = Engine(RULES)
@@ -55,7 +56,7 @@ def test_random_bytes(raw):
     _check(eng, outs, 0)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(topic=st.sampled_from(TOPICS[:4]), drop=st.integers(0, 20), ts=st.one_of(
     st.integers(), st.text(max_size=30), st.floats(allow_nan=True), st.none()))
 def test_valid_records_with_one_field_dropped_or_a_hostile_ts(topic, drop, ts):

@@ -9,6 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from anomalyd.engine.rules.loader import RuleLoadError, load_rules
+from tests.fuzz import examples
 
 ORIGINAL = {p.name: p.read_text() for p in Path("rules").glob("*.yaml")}
 ERROR = re.compile(r"^.+:\d+:\d+: .+$")
@@ -47,7 +48,7 @@ def mutated(draw):
     return name, "\n".join(lines) + "\n"
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
 @given(case=mutated())
 def test_mutated_rule_files_load_cleanly_or_fail_with_positions(tmp_path_factory, case):
     name, text = case
