@@ -30,9 +30,11 @@ processed in the interval, dead letters, reorder buffer, live groups, alerts
 read from the alerts topic in the interval and their latency (wall clock when
 this script's consumer reads the alert minus the alert's `ts`: p50/p99/max),
 the service's own latency histogram (emit minus ts) as p50/p99 estimated
-from the bucket deltas of the interval, and a probe of the broker alone
-(a plain consumer, no group, reading the last 500 acknowledged records of
-one input partition: if that slows down, the broker does).
+from the bucket deltas of the interval, the time from the producer's send()
+to the broker's acknowledgement (ack p50/p99), and a probe of the broker
+alone: a plain consumer, no group, tailing every input partition for 5 s,
+send() to arrival per record (tail p50/p99). If the probe's latency grows
+with the service's, the broker is what slows down.
 
 The summary: drift between the first and the last --drift-window seconds
 (RSS, p99 latency, lag), records produced vs processed (lost), dead letters,
@@ -179,38 +181,36 @@ class AlertReader(threading.Thread):
 
 
 class BrokerProbe(threading.Thread):
-    """Measures the broker alone, apart from the service: every `every`
-    seconds a plain kafka-python consumer (no group) reads the last `n`
-    acknowledged records of one input partition; the time it takes says
-    whether the broker itself is slowing down as it stores more."""
+    """The broker alone, apart from the service: every `every` seconds a plain
+    kafka-python consumer (no group) tails every input partition for
+    `window` seconds and measures, per record, the time from the producer's
+    send() (the record's create time) to its arrival. If that grows like the
+    service's latency, the delay is the broker's, not the service's."""
 
-    def __init__(self, bootstrap: str, topic: str, producer: "Producer", every: float, n: int = 500):
+    def __init__(self, bootstrap: str, topics: list[str], partitions: int, every: float, window: float = 5.0):
         super().__init__(daemon=True)
         self.c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                               fetch_max_wait_ms=20)
-        self.tp = TopicPartition(topic, 0)
-        self.c.assign([self.tp])
-        self.prod, self.every, self.n = producer, every, n
-        self.last: float | None = None  # seconds for the last probe
+                               fetch_max_wait_ms=50)
+        self.tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
+        self.c.assign(self.tps)
+        self.every, self.window = every, window
+        self.last: tuple[float | None, float | None] = (None, None)  # p50, p99 in s
         self.stop = threading.Event()
 
     def run(self) -> None:
-        while not self.stop.wait(self.every):
-            with self.prod.lock:
-                end = self.prod.last_offset.get((self.tp.topic, 0))
-            if end is None:
-                continue
-            start = max(0, end + 1 - self.n)
-            want = end + 1 - start
+        while not self.stop.wait(max(0.0, self.every - self.window)):
             try:
-                t = time.perf_counter()
-                self.c.seek(self.tp, start)
-                got = 0
-                while got < want and time.perf_counter() - t < 60:
-                    got += sum(len(v) for v in self.c.poll(timeout_ms=200).values())
-                self.last = time.perf_counter() - t if got >= want else None
+                self.c.seek_to_end(*self.tps)
+                self.c.poll(timeout_ms=0)
+                lat: list[float] = []
+                t = time.time()
+                while time.time() - t < self.window and not self.stop.is_set():
+                    recs = self.c.poll(timeout_ms=100)
+                    now = time.time() * 1000
+                    lat += [(now - r.timestamp) / 1000 for rs in recs.values() for r in rs]
+                self.last = (pct(lat, 0.5), pct(lat, 0.99))
             except Exception:  # a failed probe shows as '-'
-                self.last = None
+                self.last = (None, None)
         self.c.close()
 
 
@@ -223,14 +223,14 @@ class Producer:
         self.lock = threading.Lock()
         self.sent = self.acked = self.failed = 0
         self.labelled = 0
-        self.last_offset: dict[tuple[str, int], int] = {}
+        self.ack_lat: list[float] = []  # s from send() to the broker's acknowledgement, since the last take
 
     def _ok(self, md) -> None:
+        now_ms = time.time() * 1000
         with self.lock:
             self.acked += 1
-            k = (md.topic, md.partition)
-            if md.offset > self.last_offset.get(k, -1):
-                self.last_offset[k] = md.offset
+            if md.timestamp and md.timestamp > 0:  # the create time the producer stamped at send()
+                self.ack_lat.append((now_ms - md.timestamp) / 1000)
 
     def _err(self, _exc) -> None:
         with self.lock:
@@ -273,12 +273,13 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
     reader = AlertReader(bootstrap, svc.topics["alerts"], partitions)
     reader.start()
     prod = Producer(bootstrap, {s: svc.topics[s] for s in ("orders", "inventory", "payments", "complaints")}, linger_ms)
-    probe = BrokerProbe(bootstrap, svc.topics["inventory"], prod, sample_s)
+    probe = BrokerProbe(bootstrap, [svc.topics[s] for s in ("orders", "inventory", "payments", "complaints")],
+                        partitions, sample_s)
     probe.start()
 
     head = (f"{'min':>5} {'rss MB':>7} {'hwm MB':>7} {'brk MB':>7} {'lag':>6} {'behind':>7} {'events':>8} {'ev/s':>6} "
             f"{'dead':>4} {'buf':>6} {'groups':>7} {'alerts':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-            f"{'h.p50':>6} {'h.p99':>6} {'probe ms':>8}")
+            f"{'h.p50':>6} {'h.p99':>6} {'ack p50':>7} {'ack p99':>7} {'tail p50':>8} {'tail p99':>8}")
     out(head, flush=True) if out is print else out(head)
     state = {"prev": parse_metrics(""), "t_prev": time.time(), "n": 0}
     lats_all: list[tuple[float, float]] = []  # (elapsed at read, latency)
@@ -296,13 +297,14 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
         prev, dt = state["prev"], now - state["t_prev"]
         with prod.lock:
             acked = prod.acked
+            acks, prod.ack_lat = prod.ack_lat, []
         row = dict(t=el, rss=rss, hwm=hwm, broker_rss=brss, lag=m["lag"], behind=acked - m["processed"],
                    events=m["processed"] - prev["processed"], rate=(m["processed"] - prev["processed"]) / dt if dt else 0,
                    dead=m["dead"], buffer=m["buffer"], groups=m["groups"], alerts=len(got),
                    p50=pct(lats, 0.5), p99=pct(lats, 0.99), max=max(lats) if lats else None,
                    h50=bucket_quantile(m["buckets"], prev["buckets"], 0.5),
                    h99=bucket_quantile(m["buckets"], prev["buckets"], 0.99), processed=m["processed"], acked=acked,
-                   probe=probe.last)
+                   tail50=probe.last[0], tail99=probe.last[1], ack50=pct(acks, 0.5), ack99=pct(acks, 0.99))
         if text:  # keep the last good scrape as the baseline for deltas
             state["prev"], state["t_prev"] = m, now
         res["rows"].append(row)
@@ -310,7 +312,7 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
         out(f"{lab:>5} {fmt(rss):>7} {fmt(hwm):>7} {fmt(brss):>7} {fmt(row['lag']):>6} {fmt(row['behind']):>7} "
             f"{fmt(row['events']):>8} {fmt(row['rate']):>6} {fmt(row['dead']):>4} {fmt(row['buffer']):>6} "
             f"{fmt(row['groups']):>7} {row['alerts']:>6} {ms(row['p50']):>7} {ms(row['p99']):>7} {ms(row['max']):>7} "
-            f"{ms(row['h50']):>6} {ms(row['h99']):>6} {ms(row['probe']):>8}")
+            f"{ms(row['h50']):>6} {ms(row['h99']):>6} {ms(row['ack50']):>7} {ms(row['ack99']):>7} {ms(row['tail50']):>8} {ms(row['tail99']):>8}")
         if out is print:
             sys.stdout.flush()
         return row
@@ -408,7 +410,9 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
         behind_first=mean(r["behind"] for r in first), behind_last=mean(r["behind"] for r in last),
         broker_first=mean(r["broker_rss"] for r in first), broker_last=mean(r["broker_rss"] for r in last),
         rate=mean(r["rate"] for r in rows),
-        probe_first=mean(r["probe"] for r in first), probe_last=mean(r["probe"] for r in last),
+        tail50_first=mean(r["tail50"] for r in first), tail50_last=mean(r["tail50"] for r in last),
+        tail99_first=mean(r["tail99"] for r in first), tail99_last=mean(r["tail99"] for r in last),
+        ack99_first=mean(r["ack99"] for r in first), ack99_last=mean(r["ack99"] for r in last),
     )
     res["drift"] = d
     w = drift_s / 60
@@ -429,8 +433,11 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
         f"{fmt(d['lag_last'], '{:,.1f}')}/{fmt(d['lag_max_last'])} records")
     out(f"    acked - processed mean {fmt(d['behind_first'], '{:,.1f}')} -> {fmt(d['behind_last'], '{:,.1f}')} records")
     out(f"    broker RSS mean        {fmt(d['broker_first'], '{:,.1f}')} MB -> {fmt(d['broker_last'], '{:,.1f}')} MB")
-    out(f"    broker probe mean      {ms(d['probe_first'])} ms -> {ms(d['probe_last'])} ms   (a plain consumer reading "
-        f"the last {probe.n} records of one input partition, apart from the service)")
+    out(f"    broker tail p50 / p99  {ms(d['tail50_first'])} / {ms(d['tail99_first'])} ms -> {ms(d['tail50_last'])} / "
+        f"{ms(d['tail99_last'])} ms   (a plain consumer tailing the input partitions, apart from the service: "
+        f"send() to arrival)")
+    out(f"    producer ack p99 mean  {ms(d['ack99_first'])} ms -> {ms(d['ack99_last'])} ms   (send() to the broker's "
+        f"acknowledgement: time an event spends before the service can read it)")
     return res
 
 
