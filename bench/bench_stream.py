@@ -83,6 +83,9 @@ class BenchHooks(PromHooks):
         super().batch(seconds, records)
 
 
+LIVE_DELAY_MS: int | None = None  # --live-delay-ms
+
+
 def make_worker(bootstrap: str, prefix: str, state_dir: str) -> tuple[Worker, BenchHooks]:
     s = Settings()
     inputs, outputs = names(prefix)
@@ -92,7 +95,8 @@ def make_worker(bootstrap: str, prefix: str, state_dir: str) -> tuple[Worker, Be
     w = Worker(bootstrap=bootstrap, engine=engine, input_topics=inputs, output_topics=outputs, group_id=group,
                snapshots=SnapshotFile(Path(state_dir), group), snapshot_interval_s=s.ms("snapshot_interval") / 1000,
                session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(), client_id=s.client_id,
-               hooks=hooks, log_alerts=s.log_alerts, partition_idle_s=s.ms("partition_idle_timeout") / 1000)
+               hooks=hooks, log_alerts=s.log_alerts, partition_idle_s=s.ms("partition_idle_timeout") / 1000,
+               partition_live_delay_ms=s.ms("partition_live_delay") if LIVE_DELAY_MS is None else LIVE_DELAY_MS)
     return w, hooks
 
 
@@ -545,5 +549,15 @@ if __name__ == "__main__":
     ap.add_argument("--inject-rate", type=float, default=3, help="negative-stock injections per second")
     ap.add_argument("--sparse-complaints", type=float, default=0.5, help="complaints/s in the sparse scenario")
     ap.add_argument("--warmup", type=float, default=5, help="seconds of alerts left out of latency percentiles")
+    ap.add_argument("--fetch-max-wait-ms", type=int, default=None, help="override the worker's fetch wait (experiments)")
+    ap.add_argument("--live-delay-ms", type=int, default=None, help="override PARTITION_LIVE_DELAY (experiments)")
     ap.add_argument("--timeout", type=float, default=150, help="give up on a throughput run after this many s")
-    asyncio.run(main(ap.parse_args()))
+    args = ap.parse_args()
+    if args.fetch_max_wait_ms is not None:
+        import anomalyd.io.worker as worker_module
+
+        worker_module.FETCH_MAX_WAIT_MS = args.fetch_max_wait_ms
+    LIVE_DELAY_MS = args.live_delay_ms
+    print(f"worker fetch_max_wait_ms {args.fetch_max_wait_ms or 'default'}, partition live delay "
+          f"{'default' if args.live_delay_ms is None else str(args.live_delay_ms) + ' ms'}", flush=True)
+    asyncio.run(main(args))

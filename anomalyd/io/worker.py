@@ -41,6 +41,10 @@ BROKER_SILENCE_S = 3.0
 # A checkpoint waits this long for the broker to acknowledge outputs or a
 # commit, then tries again later: the loop (and /healthz) keeps turning.
 KAFKA_WAIT_S = 10.0
+# How long a fetch may wait at the broker for data. Tansu does not answer a
+# waiting fetch when data arrives (measured: p50 7.5 ms, max 25 ms of added
+# delay at 50 ms), so this bounds part of the event-to-alert latency.
+FETCH_MAX_WAIT_MS = 50
 
 
 class OutputNotDelivered(RuntimeError):
@@ -326,7 +330,7 @@ class Worker:
             group_id=self.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
             session_timeout_ms=self.session_timeout_ms, heartbeat_interval_ms=max(500, self.session_timeout_ms // 6),
             rebalance_timeout_ms=self.session_timeout_ms, max_poll_records=5000,
-            fetch_max_wait_ms=50, **common)
+            fetch_max_wait_ms=FETCH_MAX_WAIT_MS, **common)
         quiet_aiokafka()
         self.restore()
         self.baseline = self._figures()  # metrics count from here (see surfaces/metrics.py)
