@@ -6,8 +6,9 @@ the worker only adds Kafka around it.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
-from typing import Any, Iterable
+from typing import Any, Callable, Iterable
 
 from pydantic import ValidationError
 
@@ -18,6 +19,7 @@ from .rules.loader import RuleSet
 from .rules.model import RuleBase
 from .sharding import shard_of
 from .state import INF, StreamClock, Wake
+from .timeutil import format_duration
 from .types import EngineConfig, Runner, runner_for
 from .types.base import _SKIP
 
@@ -36,6 +38,8 @@ class Engine:
         self.invalid: Counter[str] = Counter()
         self.late = 0
         self.future = 0
+        self.wall: Callable[[], float] = time.time  # the future-skew guard's clock (tests set it)
+        self.future_limit = -1  # wall clock + max_future_skew (ms), refreshed when an event passes it
         self.ruleset_version = ""
         self.shard: tuple[int, int] | None = None  # (index, count) when only one shard's groups are ours
         self.replace_rules(rules)
@@ -126,9 +130,8 @@ class Engine:
         clock = self.clock
         now = clock.now
         if ts >= now:  # in order: the common case
-            if ts - now > self.config.max_future_skew_ms and now >= 0:
-                dead = self.refuse_future(source, ev, ev.model_dump_json(), source)
-                return [dead] if dead is not None else out
+            if ts > self.future_limit and self.too_far_ahead(ts):
+                return [self.refuse_future(source, ev, ev.model_dump_json(), source)]
         elif now - ts > self.config.allowed_lateness_ms:
             self.late += 1  # too late: windows have moved on (documented)
             self.consumed[source] += 1
@@ -142,21 +145,26 @@ class Engine:
             r.on_event(ev, now, out)
         return out
 
-    def too_far_ahead(self, ts: int, seen: int = -1) -> bool:
-        """Is `ts` beyond `max_future_skew` of the stream's time, or of `seen`
-        (the latest event time read but not yet evaluated)? The worker asks
-        before buffering, so such an event neither waits for the watermark nor
-        moves its partition's progress."""
-        now = self.clock.now if self.clock.now > seen else seen
-        return now >= 0 and ts - now > self.config.max_future_skew_ms
+    def too_far_ahead(self, ts: int) -> bool:
+        """Is `ts` more than `max_future_skew` ahead of the wall clock?
 
-    def refuse_future(self, source: str, ev: Any, original: Any, topic: str | None, **where: Any) -> Output | None:
-        """The dead letter of an event too far ahead; None when another shard
-        reports it (an event routed to several shards is reported once)."""
-        if self.shard is not None and not self._reports(source, ev):
-            return None
+        The wall clock, not the stream's time: no event can truly come from
+        the future, in live traffic or in a historical file, whereas a stream
+        time set by a first event from a clock stuck in the past (ts 0) would
+        make every real event after it look like the future (found by
+        bench/bench_fuzz.py). Nor can accepted events step the limit forward
+        one skew at a time. The worker asks before buffering, so such an
+        event neither waits for the watermark nor moves its partition."""
+        if ts <= self.future_limit:
+            return False
+        self.future_limit = int(self.wall() * 1000) + self.config.max_future_skew_ms
+        return ts > self.future_limit
+
+    def refuse_future(self, source: str, ev: Any, original: Any, topic: str | None, **where: Any) -> Output:
+        """The dead letter of an event too far ahead (see too_far_ahead)."""
         self.future += 1
-        exc = Rejected("future_ts", f"ts is more than {self.config.max_future_skew_ms // 3_600_000}h ahead of the stream's event time")
+        skew = self.config.max_future_skew_ms
+        exc = Rejected("future_ts", f"ts is more than {format_duration(skew)} ahead of the wall clock")
         return self._dead(original, exc, topic, **where)
 
     def advance_to(self, ts: int) -> list[Output]:
@@ -189,9 +197,6 @@ class Engine:
         """Evaluate only the groups whose key hashes to shard `index` of `count`."""
         self.shard = (index, count)
         owns = (lambda key: shard_of(key, count) == index) if count > 1 else None
-        # An event refused as too far in the future reaches every shard it was
-        # routed to; the lowest of them alone reports it.
-        self._reports = lambda source, ev: min(self.route(source, ev, count), default=index) >= index
         for r in self.runners.values():
             r.owns = owns
 

@@ -35,7 +35,6 @@ class ReorderBuffer:
         self.idle_s = idle_s
         self.clock = clock
         self.last_push = -INF
-        self.high = -1  # the largest ts pushed or advanced to (any partition)
         # Live traffic (ts near the wall clock): a caught-up partition's next
         # event will not be older than `live_delay_ms` before now, so it holds
         # the stream back only that far (Flink's bounded out-of-orderness),
@@ -78,8 +77,6 @@ class ReorderBuffer:
         m = self.part_max.get(part)
         if m is None or ts > m:
             self.part_max[part] = ts
-            if ts > self.high:
-                self.high = ts
 
     def set_caught_up(self, part: Hashable, caught_up: bool) -> None:
         if not caught_up:

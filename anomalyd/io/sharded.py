@@ -66,7 +66,6 @@ class Router:
         self.lock = asyncio.Lock()
         self.ok = False
         self.records = 0
-        self.high = -1  # largest event time routed (the future-skew guard's reference)
 
     async def run(self) -> None:
         w = self.w
@@ -145,16 +144,15 @@ class Router:
                     dead.append(bad)
                     continue
                 ts = ev.ts
-                # An event the shards will refuse as too far ahead (they count it
-                # as a dead letter) must not carry its partition's progress in the markers.
-                if not eng.too_far_ahead(ts, self.high):
-                    eng.consumed[source] += 1
-                    if st[1] is None or ts > st[1]:
-                        st[1] = ts
-                        if ts > self.high:
-                            self.high = ts
-                    if st[2] is None or ts < st[2]:
-                        st[2] = ts
+                if eng.too_far_ahead(ts):  # refused here, once; shards never see it
+                    dead.append(eng.refuse_future(source, ev, rec.value, tp.topic, partition=tp.partition,
+                                                  offset=rec.offset, key=rec.key))
+                    continue
+                eng.consumed[source] += 1
+                if st[1] is None or ts > st[1]:
+                    st[1] = ts
+                if st[2] is None or ts < st[2]:
+                    st[2] = ts
                 key = (prefix + str(rec.offset)).encode()
                 for p in eng.route(source, ev, n):
                     put(p, key, rec.value)
@@ -373,7 +371,7 @@ class ShardedWorker(Worker):
             if shard is None or not recs:
                 continue
             n += len(recs)
-            self._take(shard, recs, wall, outs)
+            self._take(shard, recs, wall)
             shard.pos = recs[-1].offset + 1
         for index, shard in self.shards.items():
             # Markers say "caught up" as of when they were sent. A shard still
@@ -387,7 +385,7 @@ class ShardedWorker(Worker):
         self.records += n
         self.hooks.batch(time.perf_counter() - t, n)
 
-    def _take(self, shard: Shard, recs: list, wall: float, outs: list) -> None:
+    def _take(self, shard: Shard, recs: list, wall: float) -> None:
         buf, applied, sources = shard.buffer, shard.applied, self.input_topics
         for rec in recs:
             if rec.key == MARKER_KEY:
@@ -407,16 +405,9 @@ class ShardedWorker(Worker):
                 continue
             applied[o] = off + 1
             source = sources[topic]
-            eng = shard.engine
-            ev, _ = eng.decode_record(source, rec.value, topic, o[1], off)
-            if ev is None:  # the router validated it; same decoder, same verdict
-                continue
-            if eng.too_far_ahead(ev.ts, buf.high):
-                dead = eng.refuse_future(source, ev, rec.value, topic, partition=o[1], offset=off)
-                if dead is not None:
-                    outs.append(dead)
-                continue
-            buf.push(o, ev.ts, (source, ev, o, off, rec.value))
+            ev, _ = shard.engine.decode_record(source, rec.value, topic, o[1], off)
+            if ev is not None:  # the router validated it; same decoder, same verdict
+                buf.push(o, ev.ts, (source, ev, o, off, rec.value))
 
     def _release(self, shard: Shard, wall: float, outs: list) -> None:
         buf, eng = shard.buffer, shard.engine

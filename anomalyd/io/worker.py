@@ -407,7 +407,7 @@ class Worker:
                                                 tp.topic, tp.partition, rec.offset, rec.key)
                 if dead is not None:
                     outs.append(dead)
-                elif engine.too_far_ahead(ev.ts, buffer.high):
+                elif engine.too_far_ahead(ev.ts):
                     outs.append(engine.refuse_future(source, ev, rec.value, tp.topic, partition=tp.partition,
                                                      offset=rec.offset, key=rec.key))
                 else:

@@ -31,22 +31,17 @@ def _sharded(lines: list[str], count: int) -> tuple[list, list[int]]:
     for i, eng in enumerate(shards):
         eng.set_shard(i, count)
     out, routed = [], [0] * count
-    hi = -1
     for ln in lines:
         try:
             topic, ev = decode_line(ln)
         except Exception:
             continue
         to = router.route(topic, ev, count)
-        # The whole stream's watermark reaches every shard, but never from an
-        # event the shards refuse as too far in the future.
-        future = hi >= 0 and ev.ts - hi > router.config.max_future_skew_ms
-        hi = hi if future else max(hi, ev.ts)
         for i, eng in enumerate(shards):
             if i in to:
                 routed[i] += 1
                 out.extend(eng.process_event(topic, ev))
-            elif not future:
+            else:  # the watermark of the whole stream reaches every shard
                 out.extend(eng.advance_to(ev.ts))
     return out, routed
 
@@ -94,27 +89,3 @@ def test_shard_of_is_stable_across_processes():
     a = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": "1"}).stdout
     b = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": "2"}).stdout
     assert a == b and a.strip() == str([shard_of(k, 8) for k in ("SKU-1", "M-7", 42, ("a", "b"), "")])
-
-
-def test_an_event_too_far_in_the_future_is_dead_lettered_once_by_all_shards():
-    lines = _lines(20, seed=21)
-    rules = load_rules("rules")
-    router = Engine(rules)
-    # Events whose groups live on two or more of 3 shards, moved 2 days ahead.
-    future = []
-    for ln in lines:
-        topic, ev = decode_line(ln)
-        if len(router.route(topic, ev, 3)) >= 2:
-            d = json.loads(ln)
-            d["value"]["ts"] += 2 * 86_400_000
-            d["value"]["event_id"] += "-future"
-            future.append(json.dumps(d))
-        if len(future) == 5:
-            break
-    assert len(future) == 5
-    mixed = lines[:2000] + future + lines[2000:]
-    one = _single(mixed)
-    many, _ = _sharded(mixed, 3)
-    dead = [o for o in many if o[0] == "dead-letter"]
-    assert len(dead) == 5 and all(o[2]["reason_code"] == "future_ts" for o in dead)
-    assert _canon(many) == _canon(one)

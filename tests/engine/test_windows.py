@@ -41,10 +41,25 @@ def test_out_of_order_within_allowed_lateness_counts_later_ones_do_not():
 def test_future_events_are_refused_so_one_bad_clock_cannot_fast_forward_time():
     r = rule(**COUNT)
     eng = Engine([r], EngineConfig(max_future_skew_ms=60 * MIN))
+    eng.wall = lambda: (T0 + 5 * MIN) / 1000  # the guard's reference is the wall clock
     out = eng.process_line(pay(T0, "failed", merchant_id="M1"))
     out += eng.process_line(pay(T0 + 10 * 24 * 60 * MIN, "failed", merchant_id="M1"))  # 10 days ahead
+    out += eng.process_line(pay(T0 + 60 * MIN, "failed", merchant_id="M1"))  # within the skew of the wall clock
     assert [t for t, _, _ in out] == ["dead-letter"] and out[0][2]["reason_code"] == "future_ts"
-    assert eng.clock.now == T0
+    assert "ahead of the wall clock" in out[0][2]["reason"]
+    assert eng.clock.now == T0 + 60 * MIN
+
+
+def test_a_first_event_from_a_clock_stuck_in_the_past_does_not_make_every_later_event_the_future():
+    # The stream's time starts at the first event; had the guard been relative
+    # to it, every real event after a ts-0 one would have been refused.
+    r = rule(**COUNT)
+    eng = Engine([r], EngineConfig())
+    out = eng.process_line(pay(0, "failed", merchant_id="M1"))
+    for i in range(5):
+        out += eng.process_line(pay(T0 + i * 1000, "failed", merchant_id="M1"))
+    assert not [o for o in out if o[0] == "dead-letter"]
+    assert eng.consumed["payments"] == 6 and eng.clock.now == T0 + 4000
 
 
 SURGE = dict(type="surge", source="complaints", window="5m", pct=50, min_count=5, group_by=["sku"])

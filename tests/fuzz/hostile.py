@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import random
+import time
 from typing import Iterator
 
 T0 = 1_781_712_000_000  # 2026-06-18T00:00:00+08:00
@@ -43,6 +44,7 @@ def hostile_records(n: int, seed: int = 7, t0: int = T0, step_ms: int = 50,
     kinds, weights = list(KINDS), list(KINDS.values())
     ids: list[str] = []
     ts = t0
+    now = int(time.time() * 1000)
     for i in range(n):
         source = SOURCES[i % 4]
         kind = rng.choices(kinds, weights)[0]
@@ -71,9 +73,9 @@ def hostile_records(n: int, seed: int = 7, t0: int = T0, step_ms: int = 50,
             rec[f] = rng.choice([2**70, -(2**70), 10**400])
         elif kind == "ts_past":
             rec["ts"] = rng.choice([0, 1, ts - 3_600_000, ts - 86_400_000 * 365, "1970-01-01T00:00:00Z", -1])
-        elif kind == "ts_future":
-            rec["ts"] = rng.choice([ts + 86_400_000 * 2, ts + 86_400_000 * 3650, 253_402_300_799_999,
-                                    10**15, "9999-12-31T23:59:59Z"])
+        elif kind == "ts_future":  # ahead of the stream; the last four also of the wall clock
+            rec["ts"] = rng.choice([ts + 86_400_000 * 2, now + 86_400_000 * 2, now + 86_400_000 * 3650,
+                                    253_402_300_799_999, 10**15, "9999-12-31T23:59:59Z"])
         elif kind == "ts_garbage":
             rec["ts"] = rng.choice(["yesterday", "2026-13-45T00:00:00Z", "", "2026-06-18", "NaN", 1.5e300, "1e3"])
         elif kind == "duplicate_id" and ids:

@@ -60,14 +60,15 @@ def wait_outputs(svc: Service, want: tuple[list, list], workers: list[Service], 
 
 
 def with_future_events(lines: list[str]) -> list[str]:
-    """Copies of a few events two days ahead, mid-stream: refused as future_ts
-    (an event routed to several shards must be dead-lettered once)."""
+    """Copies of a few events two days ahead of the wall clock, mid-stream:
+    refused as future_ts, once (by the router that reads them)."""
     out, n = [], 0
+    ahead = int(time.time() * 1000) + 2 * 86_400_000
     for i, ln in enumerate(lines):
         out.append(ln)
         if i > len(lines) // 2 and n < 3 and ln.startswith("{") and ('"payments"' in ln or '"orders"' in ln):
             d = json.loads(ln)
-            d["value"]["ts"] += 2 * 86_400_000
+            d["value"]["ts"] = ahead
             d["value"]["event_id"] = f"future-{n}"
             out.append(json.dumps(d))
             n += 1

@@ -85,9 +85,10 @@ def test_malformed_records_of_every_kind_go_to_dead_letter_and_the_worker_keeps_
         (t["orders"], b'{"event_id":"x","ts":"2026-01-01","order_id":"o","sku":"s","quantity":1,"unit_price":1,"status":"paid"}'),
         (t["payments"], b"[" * 50_000), (t["complaints"], b"x" * 200_000),
     ]
-    # Two days ahead of the stream: refused at once with where it came from,
-    # not held in the reorder buffer until the stream catches up with it.
-    future = json.dumps({"event_id": "fut", "ts": 1781712000000 + 2 * 86_400_000, "sku": "S", "available": 1}).encode()
+    # Two days ahead of the wall clock: refused when read, with where it came
+    # from, not held in the reorder buffer until the stream catches up with it.
+    future = json.dumps({"event_id": "fut", "ts": int(time.time() * 1000) + 2 * 86_400_000, "sku": "S",
+                         "available": 1}).encode()
     bad.append((t["inventory"], future))
     recs = ([(t["inventory"], "S", good(0, 5))] + [(tp, "S" if v is future else None, v) for tp, v in bad]
             + [(t["inventory"], "S", good(1, -3))])
