@@ -23,7 +23,7 @@ def engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-groups", type=int, default=500_000, metavar="N",
                    help="per-rule cap on tracked groups (default 500000)")
     p.add_argument("--max-future-skew", type=duration, default=86_400_000, metavar="DUR",
-                   help="refuse events this far ahead of the stream's time (default 1d)")
+                   help="refuse events this far ahead of the wall clock (default 1d)")
 
 
 def engine_config(a: argparse.Namespace) -> EngineConfig:
