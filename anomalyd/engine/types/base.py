@@ -22,7 +22,7 @@ class EngineConfig:
     allowed_lateness_ms: int = 60_000
     idle_timeout_ms: int = 3_600_000
     max_groups_per_rule: int = 500_000
-    # Events further ahead of the stream's time than this are refused, so one
+    # Events further ahead of the wall clock than this are refused, so one
     # bad clock cannot fast-forward every window (see docs on time abuse).
     max_future_skew_ms: int = 24 * 3_600_000
 
