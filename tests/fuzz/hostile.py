@@ -16,8 +16,6 @@ import random
 import time
 from typing import Iterator
 
-T0 = 1_781_712_000_000  # 2026-06-18T00:00:00+08:00
-
 BASE = {
     "orders": {"order_id": "O-1", "sku": "SKU-1", "quantity": 2, "unit_price": 19.9, "status": "paid",
                "merchant_id": "M-1", "channel": "app"},
@@ -35,16 +33,18 @@ KINDS = {
 }
 
 
-def hostile_records(n: int, seed: int = 7, t0: int = T0, step_ms: int = 50,
+def hostile_records(n: int, seed: int = 7, t0: int | None = None, step_ms: int = 50,
                     big: bool = True) -> Iterator[tuple[str, bytes, str]]:
-    """Yield n (source, raw value, kind). Valid events advance by `step_ms`
-    of event time. `big` allows the multi-megabyte records (deep nesting,
-    huge strings); without it they stay under Kafka's default 1 MB a record."""
+    """Yield n (source, raw value, kind). Valid events advance by up to
+    `step_ms` of event time, from `t0` (default: live traffic, ending about
+    now by the wall clock, as the service sees it). `big` allows the
+    multi-megabyte records (deep nesting, huge strings); without it they stay
+    under Kafka's default 1 MB a record."""
     rng = random.Random(seed)
     kinds, weights = list(KINDS), list(KINDS.values())
     ids: list[str] = []
-    ts = t0
     now = int(time.time() * 1000)
+    ts = now - n * step_ms // 2 if t0 is None else t0
     for i in range(n):
         source = SOURCES[i % 4]
         kind = rng.choices(kinds, weights)[0]
