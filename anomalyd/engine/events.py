@@ -15,6 +15,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictFloat, 
 from .timeutil import MAX_TS_MS, parse_ts
 
 SOURCES = ("orders", "inventory", "payments", "complaints")
+MAX_STR = 1024  # characters in any string of an event
+MAX_ITEMS = 64  # entries in `attrs`, items in `promo_codes`
 
 # Epoch milliseconds are checked by pydantic-core alone (no Python call per
 # event); only RFC 3339 strings go through parse_ts.
@@ -33,12 +35,17 @@ AttrValue = Union[StrictStr, StrictInt, StrictFloat]
 class Event(BaseModel):
     """Fields every event carries."""
 
-    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False)
+    # Every string (ids, group keys, attrs values, promo codes) is bounded: an
+    # unbounded one would become a group key held in memory, and an alert or
+    # dead letter larger than Kafka's 1 MB record limit (found by bench_fuzz:
+    # a 400 kB sku crashed the worker on producing its alert).
+    model_config = ConfigDict(strict=True, extra="ignore", allow_inf_nan=False, str_max_length=MAX_STR)
 
     event_id: Annotated[str, Field(min_length=1, description="Unique id of the event")]
     ts: Timestamp
     attrs: dict[str, AttrValue] | None = Field(
-        default=None, description="Free-form string or number values; rules read them as attrs.NAME"
+        default=None, max_length=MAX_ITEMS,
+        description="Free-form string or number values; rules read them as attrs.NAME"
     )
 
 
@@ -55,7 +62,7 @@ class OrderEvent(Event):
     region: str | None = None
     channel: str | None = None
     customer_id: str | None = None
-    promo_codes: list[str] | None = None
+    promo_codes: Annotated[list[str], Field(max_length=MAX_ITEMS)] | None = None
 
 
 class InventoryEvent(Event):

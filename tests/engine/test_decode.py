@@ -51,6 +51,12 @@ def test_every_required_field_missing_in_turn_is_rejected(topic, field):
     ({"attrs": {"a": [1]}}, "attrs"),
     ({"attrs": {"a": True}}, "attrs"),
     ({"promo_codes": "X"}, "promo_codes"),
+    # bounded sizes: a huge id would be a huge group key and a record Kafka refuses
+    ({"sku": "x" * 400_000}, "sku: String should have at most 1024 characters"),
+    ({"event_id": "x" * 1025}, "event_id"),
+    ({"promo_codes": ["P"] * 65}, "at most 64 items"),
+    ({"attrs": {f"k{i}": i for i in range(65)}}, "attrs"),
+    ({"attrs": {"k": "v" * 1025}}, "attrs"),
 ])
 def test_wrong_types_are_rejected_with_the_field_named(patch, reason):
     with pytest.raises(Rejected) as e:
