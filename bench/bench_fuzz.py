@@ -37,16 +37,8 @@ sys.path.insert(0, str(ROOT))
 
 from anomalyd.engine.engine import Engine  # noqa: E402
 from anomalyd.engine.rules.loader import load_rules  # noqa: E402
+from bench.bench_flood import proc_status as rss_mb  # noqa: E402  (VmRSS, VmHWM) in MB
 from tests.fuzz.hostile import hostile_records  # noqa: E402
-
-
-def rss_mb() -> tuple[float, float]:
-    vals = {}
-    for ln in Path("/proc/self/status").read_text().splitlines():
-        if ln.startswith(("VmRSS:", "VmHWM:")):
-            k, v = ln.split(":", 1)
-            vals[k] = int(v.split()[0]) / 1024
-    return vals["VmRSS"], vals["VmHWM"]
 
 
 def engine_run(records: int, seed: int, big: bool, every: int) -> dict:

@@ -62,3 +62,15 @@ def alerts(outs: list) -> list[tuple]:
 
 def commands(outs: list) -> list[tuple]:
     return [(v["action"], *v["scope"].values()) for t, _, v in outs if t == "breaker-commands"]
+
+
+def load_bench(name: str):
+    """bench/NAME.py as a module: the CI-size tests run the full-size benches' code."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

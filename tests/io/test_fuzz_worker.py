@@ -3,24 +3,14 @@ bench/bench_fuzz.py): every record is accepted or dead-lettered, once, with
 a reason; the same records are refused for the same reasons as the engine
 refuses them in replay; the service stays up and healthy."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_fuzz.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_fuzz", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.helpers import load_bench
 
 
 @pytest.mark.kafka
 def test_hostile_records_through_the_worker_are_all_accounted_for(broker, tmp_path):
-    bench = load_bench()
+    bench = load_bench("bench_fuzz")
     n = 3000
     k = bench.kafka_run(broker.bootstrap, tmp_path, n, seed=11, timeout=120)
     ref = bench.engine_run(n, 11, False, 0)

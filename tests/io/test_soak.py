@@ -4,24 +4,14 @@ is counted by the service, nothing goes to the dead-letter topic, alerts keep
 coming, no crash, the lag is back to 0 at the end, memory does not run away.
 No timing figures are asserted."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-BENCH = Path(__file__).resolve().parents[2] / "bench" / "bench_soak.py"
-
-
-def load_bench():
-    spec = importlib.util.spec_from_file_location("bench_soak", BENCH)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from tests.helpers import load_bench
 
 
 @pytest.mark.kafka
 def test_steady_traffic_for_45s_every_event_counted_and_the_service_stays_healthy(broker, tmp_path):
-    bench = load_bench()
+    bench = load_bench("bench_soak")
     lines: list[str] = []
     res = bench.soak(broker.bootstrap, tmp_path, duration=45, rate=400, sample_s=5, inject_every=1.0,
                      partitions=4, drift_s=15, broker_pid=broker.pid, out=lines.append)
