@@ -96,24 +96,21 @@ def kafka_run(bootstrap: str, tmp: Path, records: int, seed: int, timeout: float
         svc.wait_processed(len(recs), timeout=timeout)
         process_s = time.perf_counter() - t
         healthz = svc.get("/healthz")[0]
-        _, metrics = svc.get("/metrics")
+        invalid_metric = svc.metric("anomalyd_events_invalid_total")
+        consumed_metric = svc.metric("anomalyd_events_consumed_total")
         out = svc.outputs(timeout_s=300)  # stops 1 s after the last record; the bound is for a broken broker
     finally:
         rc = svc.stop()
     log = svc.log()
-    invalid_metric = sum(float(ln.rsplit(" ", 1)[1]) for ln in metrics.splitlines()
-                         if ln.startswith("anomalyd_events_invalid_total{"))
-    consumed_metric = sum(float(ln.rsplit(" ", 1)[1]) for ln in metrics.splitlines()
-                          if ln.startswith("anomalyd_events_consumed_total{"))
     refused = {}
     for d in out["dead-letter"]:
         key = d.get("key") or ""
         if key.startswith("rec-"):
             refused[int(key[4:])] = d["reason_code"]
+    dead = out["dead-letter"]
     return dict(produced=len(recs), produce_s=produce_s, process_s=process_s, healthz=healthz, exit_code=rc,
-                dead_letters=len(out["dead-letter"]), reasons_ok=all(d["reason"] and "\n" not in d["reason"]
-                                                                     for d in out["dead-letter"]), invalid_metric=invalid_metric, consumed_metric=consumed_metric,
-                refused=refused, by_reason=dict(Counter(d["reason_code"] for d in out["dead-letter"])),
+                dead_letters=len(dead), reasons_ok=all(d["reason"] and "\n" not in d["reason"] for d in dead),
+                invalid_metric=invalid_metric, consumed_metric=consumed_metric, refused=refused, by_reason=dict(Counter(d["reason_code"] for d in out["dead-letter"])),
                 alerts=len(out["alerts"]), tracebacks=log.count("Traceback"), errors=log.count(" ERROR "))
 
 

@@ -261,6 +261,10 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
     # Diagnostics: events the engine got out of ts order, and how often the
     # reorder buffer's watermark is +inf (every partition treated as idle: no holding back).
     ooo = {"n": 0, "max_ms": 0, "hi": -1, "events": 0}
+    # Where an injected event's latency goes: fetched by the worker (pushed
+    # into the reorder buffer), released to the engine, alert handed to the
+    # producer, alert read by the measuring consumer. Wall clock, seconds.
+    stages: dict[str, dict[str, float]] = {}
     orig = w.engine.process_event
 
     def process_event(source, ev):
@@ -270,14 +274,12 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
             ooo["max_ms"] = max(ooo["max_ms"], ooo["hi"] - ev.ts)
         else:
             ooo["hi"] = ev.ts
+        st = stages.get(ev.event_id)
+        if st is not None and "released" not in st:
+            st["released"] = time.time()
         return orig(source, ev)
 
     w.engine.process_event = process_event
-
-    # Where an injected event's latency goes: fetched by the worker (pushed
-    # into the reorder buffer), released to the engine, alert handed to the
-    # producer, alert read by the measuring consumer. Wall clock, seconds.
-    stages: dict[str, dict[str, float]] = {}
     orig_push = w.buffer.push
 
     def push(part, ts, item):
@@ -287,15 +289,6 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
         return orig_push(part, ts, item)
 
     w.buffer.push = push
-    counting_process_event = w.engine.process_event
-
-    def process_event_staged(source, ev):
-        st = stages.get(getattr(ev, "event_id", ""))
-        if st is not None and "released" not in st:
-            st["released"] = time.time()
-        return counting_process_event(source, ev)
-
-    w.engine.process_event = process_event_staged
     orig_emit = w.emit
 
     async def emit(outs):
