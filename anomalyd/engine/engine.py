@@ -90,7 +90,7 @@ class Engine:
             except ValidationError:
                 pass
             else:
-                return self.process_event(env.topic, env.value)
+                return self._line_event(env.topic, env.value, line, lineno)
             decode = decode_line_slow
         else:
             decode = decode_line
@@ -98,6 +98,13 @@ class Engine:
             topic, ev = decode(line)
         except Rejected as exc:
             return [self._dead(line, exc, topic_of(line), line=lineno)]
+        return self._line_event(topic, ev, line, lineno)
+
+    def _line_event(self, topic: str, ev: Any, line: str | bytes, lineno: int | None) -> list[Output]:
+        # Refused here rather than in process_event, so that the dead letter
+        # names the line and keeps its text, like every other refusal.
+        if ev.ts > self.future_limit and self.too_far_ahead(ev.ts):
+            return [self.refuse_future(topic, ev, line, topic, line=lineno)]
         return self.process_event(topic, ev)
 
     def process_record(self, topic: str, value: bytes | str, partition: int | None = None,

@@ -48,6 +48,9 @@ def test_future_events_are_refused_so_one_bad_clock_cannot_fast_forward_time():
     assert [t for t, _, _ in out] == ["dead-letter"] and out[0][2]["reason_code"] == "future_ts"
     assert "ahead of the wall clock" in out[0][2]["reason"]
     assert eng.clock.now == T0 + 60 * MIN
+    ahead = pay(T0 + 3 * 60 * MIN, "failed", merchant_id="M1")  # replay names the line and keeps its text
+    dead = eng.process_line(ahead, 7)[0][2]
+    assert (dead["reason_code"], dead["line"], dead["original"]) == ("future_ts", 7, ahead)
 
 
 def test_a_first_event_from_a_clock_stuck_in_the_past_does_not_make_every_later_event_the_future():
