@@ -37,6 +37,7 @@ class Engine:
         self.consumed: Counter[str] = Counter()
         self.invalid: Counter[str] = Counter()
         self.late = 0
+        self.disorder = 0  # evaluated although older than the stream's time (within lateness)
         self.future = 0
         self.wall: Callable[[], float] = time.time  # the future-skew guard's clock (tests set it)
         self.future_limit = -1  # wall clock + max_future_skew (ms), refreshed when an event passes it
@@ -143,6 +144,8 @@ class Engine:
             self.late += 1  # too late: windows have moved on (documented)
             self.consumed[source] += 1
             return out
+        else:
+            self.disorder += 1  # evaluated, but live output may differ from a time-ordered replay
         self.consumed[source] += 1
         if ts > now:
             clock.now = now = ts
@@ -249,6 +252,7 @@ class Engine:
             "by_topic": dict(self.consumed),
             "invalid": dict(self.invalid),
             "late": self.late,
+            "out_of_order": self.disorder,
             "alerts": dict(alerts),
             "commands": dict(commands),
             "evictions": sum(self.evictions().values()),

@@ -101,6 +101,7 @@ def dump(engine, extra: Any = None) -> bytes:
         "clock": engine.clock.now,
         "started": engine.started,
         "late": engine.late,
+        "disorder": engine.disorder,
         "future": engine.future,
         "next_tick": engine.next_tick,
         "consumed": dict(engine.consumed),
@@ -120,6 +121,7 @@ def load(engine, data: bytes) -> tuple[Any, dict[str, list[str]]]:
     engine.clock.now = state["clock"]
     engine.started = state["started"]
     engine.late = state["late"]
+    engine.disorder = state.get("disorder", 0)  # absent in snapshots of before 2026-12-01
     engine.future = state["future"]
     engine.next_tick = state["next_tick"]
     engine.consumed = Counter(state["consumed"])

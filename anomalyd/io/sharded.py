@@ -245,6 +245,12 @@ class Shard:
         self.pos: int | None = None  # next offset of `routed` to read
         self.seen: dict[tuple[str, int], float] = {}  # origin -> wall clock of its last marker
         self.first: int | None = None  # smallest ts reported before the engine started
+        # Origins whose start is known: a marker reported their first records
+        # (its `lo` covers them) or that they are caught up with none. The
+        # engine starts at the smallest ts of all origins, as replay does at
+        # the file's first event, so it waits for every origin's report.
+        self.known: set[tuple[str, int]] = set()
+        self.origins = set(origins)
         self.dups = 0
         self.behind = True  # not yet at the end of its partition of `routed`
         self.baseline: dict = {}
@@ -253,7 +259,7 @@ class Shard:
         items = [(src, o[0], o[1], off, raw) for src, _ev, o, off, raw in self.buffer.items()]
         extra = {"pos": self.pos, "applied": [(t, p, n) for (t, p), n in self.applied.items()],
                  "part_max": [(t, p, m) for (t, p), m in self.buffer.part_max.items()],
-                 "buffer": items, "first": self.first}
+                 "buffer": items, "first": self.first, "known": sorted(self.known)}
         return snapshot.dump(self.engine, extra)
 
     def load(self, data: bytes) -> dict:
@@ -263,6 +269,7 @@ class Shard:
         for t, p, m in extra["part_max"]:
             self.buffer.part_max[(t, p)] = m
         self.first = extra["first"]
+        self.known = {(t, p) for t, p in extra.get("known", ())}
         for src, t, p, off, raw in extra["buffer"]:
             ev, _ = self.engine.decode_record(src, raw, t, p, off)
             if ev is not None:
@@ -395,8 +402,11 @@ class ShardedWorker(Worker):
                         buf.advance(o, mx)
                     buf.set_caught_up(o, caught)
                     shard.seen[o] = wall
-                    if lo is not None and not shard.engine.started and (shard.first is None or lo < shard.first):
-                        shard.first = lo
+                    if not shard.engine.started:
+                        if lo is not None and (shard.first is None or lo < shard.first):
+                            shard.first = lo
+                        if mx is not None or caught:
+                            shard.known.add(o)
                 continue
             topic, part, off = rec.key.decode().rsplit(":", 2)
             o, off = (topic, int(part)), int(off)
@@ -417,8 +427,16 @@ class ShardedWorker(Worker):
         w = buf.watermark()
         if w == -INF:
             return
-        if not eng.started and shard.first is not None:
-            outs.extend(eng.advance_to(shard.first))  # the stream's start, as replay sees it
+        if not eng.started:
+            # The stream's start, as replay sees it: the smallest ts of all
+            # origins. Records routed here can precede the marker that reports
+            # them, so the buffer's own oldest event counts too.
+            if not shard.known >= shard.origins:
+                return
+            starts = [x for x in (shard.first, buf.heap[0][0] if buf.heap else None) if x is not None]
+            if not starts:
+                return
+            outs.extend(eng.advance_to(int(min(starts))))
         for source, ev, *_ in buf.ready():
             outs.extend(eng.process_event(source, ev))
         top = max(buf.part_max.values(), default=-INF)

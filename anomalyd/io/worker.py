@@ -56,6 +56,7 @@ class OutputNotDelivered(RuntimeError):
 def figures(eng: Engine) -> dict:
     """An engine's cumulative counts, as plain nested dicts."""
     return {"consumed": dict(eng.consumed), "invalid": dict(eng.invalid), "late": eng.late,
+            "out_of_order": eng.disorder,
             "alerts": {rid: dict(r.life.counts) for rid, r in eng.runners.items()},
             "commands": {rid: dict(r.life.commands) for rid, r in eng.runners.items()},
             "evicted": {rid: r.store.evicted for rid, r in eng.runners.items()},

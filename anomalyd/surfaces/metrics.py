@@ -42,6 +42,9 @@ class EngineCollector:
                                 value=gau["lifetime"])
         yield CounterMetricFamily("anomalyd_events_late", "Events later than allowed_lateness (not evaluated)",
                                   value=cnt["late"])
+        yield CounterMetricFamily("anomalyd_events_out_of_order",
+                                  "Events older than the stream's time, evaluated within allowed_lateness "
+                                  "(results may then differ from a time-ordered replay)", value=cnt["out_of_order"])
         a = CounterMetricFamily("anomalyd_alerts", "Alert state changes", labels=["rule_id", "severity", "status", "mode"])
         b = CounterMetricFamily("anomalyd_breaker_commands", "Breaker commands", labels=["rule_id", "action"])
         g = GaugeMetricFamily("anomalyd_rule_groups", "Groups with live state", labels=["rule_id"])

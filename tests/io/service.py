@@ -98,14 +98,14 @@ class Service:
     def processed(self) -> float:
         return self.metric("anomalyd_events_processed_lifetime")  # counters restart with the process
 
-    def wait(self, cond, timeout: float, what: str) -> None:
+    def wait(self, cond, timeout: float, what: str, every: float = 0.2) -> None:
         end = time.time() + timeout
         while time.time() < end:
             if self.proc and self.proc.poll() is not None:
                 raise AssertionError(f"service exited ({self.proc.returncode}) while waiting for {what}:\n{self.log()[-3000:]}")
             if cond():
                 return
-            time.sleep(0.2)
+            time.sleep(every)
         raise AssertionError(f"timed out waiting for {what}:\n{self.log()[-3000:]}")
 
     def wait_ready(self, timeout: float = 30) -> None:

@@ -164,7 +164,8 @@ def test_kill_9_ten_times_with_a_backlog_loses_no_alert(broker, tmp_path):
                          capture_output=True, text=True, check=True).stdout.splitlines()
     ref = replay(sim)
     assert len(ref["alerts"]) >= 20
-    svc = Service(broker.bootstrap, tmp_path, ANOMALYD_SESSION_TIMEOUT_MS="4000")
+    # Checkpoints every 500 ms: a run waiting for one must not eat the backlog.
+    svc = Service(broker.bootstrap, tmp_path, ANOMALYD_SESSION_TIMEOUT_MS="4000", ANOMALYD_SNAPSHOT_INTERVAL="500ms")
     n = produce_lines(svc, sim)
     rng = random.Random(4)
     progress = []
@@ -174,17 +175,18 @@ def test_kill_9_ten_times_with_a_backlog_loses_no_alert(broker, tmp_path):
             svc.start()
             svc.wait_ready()
             at_start.append((svc.metric("anomalyd_events_consumed_total"), svc.processed()))
-            # Kill mid-stream: after this run has made some progress, at a random moment.
+            # Kill mid-stream at a random point of what is left, so that all
+            # ten land inside the backlog however fast the machine is.
             base = svc.processed()
-            svc.wait(lambda: svc.processed() >= min(n, base + 3000), 90, "progress before the kill")
+            step = rng.randint(1000, max(1000, int(n - base) // (11 - i)))
+            svc.wait(lambda: svc.processed() >= min(n, base + step), 90, "progress before the kill", every=0.05)
             if i % 2:
                 # Every other run lives until a checkpoint has saved that progress
                 # (on a loaded machine a kill can otherwise always land inside the
                 # first big release of buffered events, and no run keeps any work).
                 t_prog = time.time()
                 svc.wait(lambda: svc.metric("anomalyd_checkpoint_timestamp_seconds") > t_prog, 30,
-                         "a checkpoint after the progress")
-            time.sleep(rng.uniform(0.0, 0.8))
+                         "a checkpoint after the progress", every=0.05)
             progress.append(svc.processed())
             svc.kill(signal.SIGKILL)
         svc.start()
