@@ -1,5 +1,7 @@
-"""A 30 s broker outage mid-stream: the service waits, tells the truth on
-/healthz and /readyz, recovers by itself and loses nothing.
+"""A broker outage mid-stream: the service waits, tells the truth on
+/healthz and /readyz, recovers by itself and loses nothing. CI cuts the
+broker for 15 s (more than the 6 s session timeout and the 10 s readiness
+check); the full 30 s of issue 5: `ANOMALYD_TEST_OUTAGE_S=30` (bench/README.md).
 
 Tansu's storage is memory only (a restarted Tansu has lost every topic), so
 the outage is modelled two ways that keep the data (tests/io/faults.py): the
@@ -15,6 +17,7 @@ the broker back, so Kubernetes must not kill the pod) but not ready (/readyz
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -28,7 +31,7 @@ from tests.io.test_worker import produce_lines, replay
 
 pytestmark = pytest.mark.kafka
 
-OUTAGE_S = 30
+OUTAGE_S = int(os.environ.get("ANOMALYD_TEST_OUTAGE_S", "15"))
 DETECT_S = 10    # /readyz says 503 at the latest this long into the outage
 RECOVER_S = 15   # and 200 again at the latest this long after the broker returns
 
@@ -131,7 +134,7 @@ def _check(rec: dict, ref: dict) -> None:
     _check_health(rec)
 
 
-def test_broker_frozen_for_30s_mid_stream(tmp_path, stream):
+def test_broker_frozen_mid_stream(tmp_path, stream):
     """SIGSTOP: connections stay open and nothing answers."""
     broker = FaultyBroker(port=0).start()
     try:
@@ -142,7 +145,7 @@ def test_broker_frozen_for_30s_mid_stream(tmp_path, stream):
     _check(rec, stream[1])
 
 
-def test_broker_unreachable_for_30s_mid_stream(tmp_path, stream):
+def test_broker_unreachable_mid_stream(tmp_path, stream):
     """The route cut: connections reset, new ones refused."""
     port = free_port()
     broker = FaultyBroker(advertised=f"127.0.0.1:{port}", port=0).start()
