@@ -252,6 +252,7 @@ class Shard:
         self.known: set[tuple[str, int]] = set()
         self.origins = set(origins)
         self.dups = 0
+        self.gap: tuple[int, int] | None = None  # (position, first offset) of a batch that skipped ahead
         self.behind = True  # not yet at the end of its partition of `routed`
         self.baseline: dict = {}
 
@@ -376,7 +377,11 @@ class ShardedWorker(Worker):
         for tp, recs in batch.items():
             shard = self.shards.get(tp.partition)
             if shard is None or not recs:
+                continue  # not (yet) this worker's: its position is set when it is
+            if shard.pos is not None and recs[0].offset != shard.pos and not self._contiguous(tp, shard, recs):
                 continue
+            if shard.pos is not None and recs[0].offset < shard.pos:
+                recs = [r for r in recs if r.offset >= shard.pos]
             n += len(recs)
             self._take(shard, recs, wall)
             shard.pos = recs[-1].offset + 1
@@ -391,6 +396,26 @@ class ShardedWorker(Worker):
             await self.emit(outs)
         self.records += n
         self.hooks.batch(time.perf_counter() - t, n)
+
+    def _contiguous(self, tp: TopicPartition, shard: Shard, recs: list) -> bool:
+        """A shard reads its partition of `routed` without a gap: its dedupe
+        (by highest origin offset) would drop the records of a gap once they
+        came. A batch that starts before its position was fetched before a
+        seek (its new part is taken); one that starts after it is dropped and
+        the partition read again from the position, unless the same gap comes
+        back: then the records are gone from Kafka (retention) and it goes on."""
+        first = recs[0].offset
+        if first < shard.pos:
+            return recs[-1].offset >= shard.pos
+        if shard.gap == (shard.pos, first):
+            log.error("shard %d: routed offsets %d..%d are gone from Kafka (retention?); going on from %d",
+                      shard.index, shard.pos, first - 1, first)
+            return True
+        log.warning("shard %d: a batch from routed offset %d, expected %d; reading again from %d",
+                    shard.index, first, shard.pos, shard.pos)
+        shard.gap = (shard.pos, first)
+        self.consumer.seek(tp, shard.pos)
+        return False
 
     def _take(self, shard: Shard, recs: list, wall: float) -> None:
         buf, applied, sources = shard.buffer, shard.applied, self.input_topics
@@ -508,12 +533,17 @@ class _ShardRebalance(ConsumerRebalanceListener):
         w = self.w
         for tp in assigned:
             shard = await w.open_shard(tp.partition)
-            w.shards[tp.partition] = shard
-            w.assigned.add(tp)
             if shard.pos is None:
                 # No state: from the committed offset, else from the start of
                 # `routed` (explicitly: Tansu's ListOffsets is not reliable).
                 shard.pos = await w.consumer.committed(tp) or 0
+            # The main loop keeps fetching while this listener awaits, so a
+            # shard is registered only once its position is set, with no await
+            # in between: a shard that took a later batch first and was then
+            # moved back would drop the earlier records as re-sends (this lost
+            # alerts when a worker died before its first checkpoint).
             w.consumer.seek(tp, shard.pos)
+            w.shards[tp.partition] = shard
+            w.assigned.add(tp)
         w.assigned_once = True
         log.info("shards assigned: %s", sorted(w.shards))

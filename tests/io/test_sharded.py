@@ -1,15 +1,21 @@
-"""A scale-out shard starts its engine where replay starts: at the smallest
-ts of every input partition. Without Kafka: routed records and markers are
-fed to the shard in the order the broker can deliver them."""
+"""Scale-out shards, without Kafka: routed records and markers are fed in
+the orders a broker can deliver them (the real broker: tests/io/test_scaleout.py).
+
+A shard starts its engine where replay starts, at the smallest ts of every
+input partition; and a shard being assigned takes nothing before its position
+is set."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from types import SimpleNamespace
 
+from aiokafka import TopicPartition
+
 from anomalyd.engine.engine import Engine
 from anomalyd.engine.rules.loader import load_rules
-from anomalyd.io.sharded import MARKER_KEY, Shard, ShardedWorker
+from anomalyd.io.sharded import MARKER_KEY, Shard, ShardedWorker, _ShardRebalance
 from anomalyd.io.snapshots import SnapshotFile
 from anomalyd.io.statestore import StateStore
 
@@ -29,13 +35,14 @@ def _worker(tmp_path, idle_s: float = 0.5) -> tuple[ShardedWorker, object]:
     return w, Shard(0, eng, idle_s, w.origins)
 
 
-def _record(origin, offset: int, value: dict):
-    return SimpleNamespace(key=f"{origin[0]}:{origin[1]}:{offset}".encode(), value=json.dumps(value).encode(), offset=0)
+def _record(origin, offset: int, value: dict, routed: int = 0):
+    return SimpleNamespace(key=f"{origin[0]}:{origin[1]}:{offset}".encode(), value=json.dumps(value).encode(),
+                           offset=routed)
 
 
-def _marker(*entries):
+def _marker(*entries, routed: int = 0):
     # [topic, partition, next offset, max ts, min ts since the last marker, caught up]
-    return SimpleNamespace(key=MARKER_KEY, value=json.dumps([list(e) for e in entries]).encode(), offset=0)
+    return SimpleNamespace(key=MARKER_KEY, value=json.dumps([list(e) for e in entries]).encode(), offset=routed)
 
 
 def _step(w, shard, recs) -> list:
@@ -91,3 +98,83 @@ def test_an_origin_that_is_caught_up_with_nothing_does_not_hold_the_start(tmp_pa
                                                                ("orders", 0, 0, None, None, True))])
     assert shard.engine.started and shard.engine.clock.now == T0
     assert [v["group"] for kind, _k, v in outs if kind == "alerts"] == [{"sku": "S1"}]
+
+
+class _Consumer:
+    """What the rebalance listener and the main loop ask of aiokafka. The
+    committed-offset lookup waits, as a real one does on the network."""
+
+    def __init__(self):
+        self.answer = asyncio.Event()
+        self.seeks: list = []
+
+    async def committed(self, tp):
+        await self.answer.wait()
+        return None
+
+    def seek(self, tp, offset):
+        self.seeks.append((tp.partition, offset))
+
+    def highwater(self, tp):
+        return None
+
+
+def test_records_fetched_while_a_shard_is_being_assigned_are_not_taken_before_its_position(tmp_path):
+    """The main loop goes on fetching while the listener awaits the committed
+    offset. A batch from further on, handed to the shard then, must not make
+    it drop the records before it as re-sends once it is moved to its start."""
+    w, _ = _worker(tmp_path, idle_s=0.0)
+    w.origins = [INV]
+    w.consumer = _Consumer()
+    outs: list = []
+
+    async def emit(o):
+        outs.extend(o)
+
+    async def no_state(index):
+        return None
+
+    w.emit, w.state.read = emit, no_state
+    inv = [{"event_id": f"i{i}", "ts": T0 + i * 1000, "sku": f"S{i}", "available": -1 if i == 1 else 5}
+           for i in range(6)]
+    recs = [_record(INV, i, inv[i], routed=i) for i in range(6)]
+    tp = TopicPartition("routed", 0)
+
+    async def scenario():
+        listener = asyncio.ensure_future(_ShardRebalance(w).on_partitions_assigned({tp}))
+        await asyncio.sleep(0.01)
+        await w._process({tp: recs[3:]})              # fetched meanwhile, from further on
+        w.consumer.answer.set()
+        await listener
+        await w._process({tp: recs[3:]})              # fetched before the seek, handed over after it
+        await w._process({tp: recs + [_marker(("inventory", 0, 6, inv[5]["ts"], T0, True), routed=6)]})
+        w.shards[0].behind = False
+        await w._process({})
+
+    asyncio.run(scenario())
+    shard = w.shards[0]
+    assert w.consumer.seeks[0] == (0, 0) and set(w.consumer.seeks) == {(0, 0)}
+    assert shard.dups == 0 and shard.engine.late == 0 and shard.engine.disorder == 0
+    assert [(v["group"]["sku"], v["status"]) for kind, _k, v in outs if kind == "alerts"][:1] == [("S1", "firing")]
+    assert shard.pos == 7
+
+
+def test_a_gap_in_routed_is_read_again_once_then_accepted_as_gone(tmp_path):
+    """Offsets missing from `routed` (retention deleted them) must not make
+    the shard seek back for ever."""
+    w, _ = _worker(tmp_path, idle_s=0.0)
+    w.origins = [INV]
+    w.consumer = _Consumer()
+    w.shards[0] = shard = Shard(0, w.make_engine(), 0.0, w.origins)
+    shard.pos = 0
+    late = _record(INV, 9, {"event_id": "i9", "ts": T0, "sku": "S9", "available": 1}, routed=9)
+
+    async def emit(o):
+        pass
+
+    w.emit = emit
+    tp = TopicPartition("routed", 0)
+    asyncio.run(w._process({tp: [late]}))
+    assert w.consumer.seeks == [(0, 0)] and shard.pos == 0 and shard.applied == {}
+    asyncio.run(w._process({tp: [late]}))            # the same gap again: gone, go on
+    assert w.consumer.seeks == [(0, 0)] and shard.pos == 10 and shard.applied == {INV: 10}
