@@ -154,6 +154,7 @@ class Worker:
         self.max_buffer = max_buffer
         self.paused: set[TopicPartition] = set()
         self.held_since = self.stall_logged = self.fetch_checked = time.monotonic()
+        self.fetch_stall_s = 10.0  # a partition not fetched this long while others are is resumed
         self.loop_started = False
         self.started_at = time.monotonic()
         self.buffer = ReorderBuffer(partition_idle_s, live_delay_ms=partition_live_delay_ms)
@@ -465,13 +466,13 @@ class Worker:
 
     def _fetch_watch(self) -> None:
         """Every partition we have not paused must be fetched. If the client
-        has fetched others for 10 s but not this one (its high watermark then
+        has fetched others for `fetch_stall_s` (10 s) but not this one (its high watermark then
         goes stale: the partition would look caught up and idle, and its
         events would never come), resume it and seek it to its position,
         which restarts its fetch state. Seen once: a soak under heavy CPU
         contention stalled for minutes behind one partition."""
         now = time.monotonic()
-        if now - self.fetch_checked < 5:
+        if now - self.fetch_checked < self.fetch_stall_s / 2:
             return
         self.fetch_checked = now
         polled = {}
@@ -485,7 +486,7 @@ class Worker:
             return
         for tp, t in polled.items():
             pos = self.positions.get((tp.topic, tp.partition))
-            if tp in self.paused or t is None or fresh - t < 10_000 or pos is None:
+            if tp in self.paused or t is None or fresh - t < self.fetch_stall_s * 1000 or pos is None:
                 continue
             log.warning("partition %s:%d not fetched for %.0fs while others are: resuming it at offset %d",
                         tp.topic, tp.partition, (fresh - t) / 1000, pos)
