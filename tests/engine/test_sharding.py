@@ -4,6 +4,7 @@ stream's time, say together exactly what one engine says."""
 
 from __future__ import annotations
 
+import functools
 import json
 
 import pytest
@@ -58,10 +59,16 @@ def _single(lines: list[str]) -> list:
     return out
 
 
+@functools.lru_cache(maxsize=1)
+def _traffic() -> tuple[list[str], list]:
+    """140 simulated minutes and one engine's output on them (shared by the counts)."""
+    lines = _lines(140, seed=21)
+    return lines, _single(lines)
+
+
 @pytest.mark.parametrize("count", [2, 3, 4])
 def test_shards_together_equal_one_engine_on_simulated_traffic(count):
-    lines = _lines(140, seed=21)
-    one = _single(lines)
+    lines, one = _traffic()
     many, routed = _sharded(lines, count)
     assert len(one) > 20  # the simulator's anomalies fire alerts and commands
     assert _canon(many) == _canon(one)
