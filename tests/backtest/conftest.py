@@ -34,3 +34,10 @@ def edit(path: Path, old: str, new: str) -> None:
     text = path.read_text()
     assert text.count(old) == 1, f"{old!r} must occur once in {path}"
     path.write_text(text.replace(old, new))
+
+
+@pytest.fixture(autouse=True)
+def _no_columns(monkeypatch):
+    """Piped output is 200 columns wide unless COLUMNS says otherwise; some
+    runners (pytest-xdist workers) set COLUMNS, so the tests pin it unset."""
+    monkeypatch.delenv("COLUMNS", raising=False)
