@@ -307,9 +307,7 @@ class ShardedWorker(Worker):
         return _ShardRebalance(self)
 
     async def on_started(self) -> None:
-        await self.consumer.topics()  # metadata of every topic: the input partitions to wait for
-        self.origins = sorted((t, p) for t in self.input_topics
-                              for p in (self.consumer.partitions_for_topic(t) or ()))
+        await self._input_origins()
         self.state.attach(self.producer)
         self.router_task = asyncio.create_task(self.router.run())
 
@@ -321,7 +319,17 @@ class ShardedWorker(Worker):
             except Exception as exc:
                 log.warning("router stop: %s", exc)
 
+    async def _input_origins(self) -> list[tuple[str, int]]:
+        """Every input partition: a shard's watermark waits for each one."""
+        if not self.origins:
+            await self.consumer.topics()  # metadata of every topic
+            self.origins = sorted((t, p) for t in self.input_topics
+                                  for p in (self.consumer.partitions_for_topic(t) or ()))
+        return self.origins
+
     async def open_shard(self, index: int) -> Shard:
+        await self._input_origins()  # an assignment can come before on_started has them
+        self.state.attach(self.producer)
         eng = self.make_engine()
         eng.set_shard(index, self.shard_count)
         if self.ruleset is not None:
