@@ -307,8 +307,6 @@ class ShardedWorker(Worker):
         return _ShardRebalance(self)
 
     async def on_started(self) -> None:
-        await self._input_origins()
-        self.state.attach(self.producer)
         self.router_task = asyncio.create_task(self.router.run())
 
     async def on_stopping(self) -> None:
@@ -386,10 +384,10 @@ class ShardedWorker(Worker):
             shard = self.shards.get(tp.partition)
             if shard is None or not recs:
                 continue  # not (yet) this worker's: its position is set when it is
-            if shard.pos is not None and recs[0].offset != shard.pos and not self._contiguous(tp, shard, recs):
-                continue
-            if shard.pos is not None and recs[0].offset < shard.pos:
-                recs = [r for r in recs if r.offset >= shard.pos]
+            if shard.pos is not None and recs[0].offset != shard.pos:
+                recs = self._from_position(tp, shard, recs)
+                if not recs:
+                    continue
             n += len(recs)
             self._take(shard, recs, wall)
             shard.pos = recs[-1].offset + 1
@@ -405,25 +403,27 @@ class ShardedWorker(Worker):
         self.records += n
         self.hooks.batch(time.perf_counter() - t, n)
 
-    def _contiguous(self, tp: TopicPartition, shard: Shard, recs: list) -> bool:
-        """A shard reads its partition of `routed` without a gap: its dedupe
-        (by highest origin offset) would drop the records of a gap once they
-        came. A batch that starts before its position was fetched before a
-        seek (its new part is taken); one that starts after it is dropped and
-        the partition read again from the position, unless the same gap comes
-        back: then the records are gone from Kafka (retention) and it goes on."""
+    def _from_position(self, tp: TopicPartition, shard: Shard, recs: list) -> list:
+        """The records of a batch that does not start at the shard's position
+        that it may take. A shard reads its partition of `routed` without a
+        gap: its dedupe (by highest origin offset) would drop the records of a
+        gap once they came. A batch that starts before the position was
+        fetched before a seek: its new part is taken. One that starts after it
+        is dropped and the partition read again from the position, unless the
+        same gap comes back: then the records are gone from Kafka (retention)
+        and the shard goes on."""
         first = recs[0].offset
         if first < shard.pos:
-            return recs[-1].offset >= shard.pos
+            return [r for r in recs if r.offset >= shard.pos]
         if shard.gap == (shard.pos, first):
             log.error("shard %d: routed offsets %d..%d are gone from Kafka (retention?); going on from %d",
                       shard.index, shard.pos, first - 1, first)
-            return True
+            return recs
         log.warning("shard %d: a batch from routed offset %d, expected %d; reading again from %d",
                     shard.index, first, shard.pos, shard.pos)
         shard.gap = (shard.pos, first)
         self.consumer.seek(tp, shard.pos)
-        return False
+        return []
 
     def _take(self, shard: Shard, recs: list, wall: float) -> None:
         buf, applied, sources = shard.buffer, shard.applied, self.input_topics
