@@ -35,6 +35,11 @@ def _worker(tmp_path, idle_s: float = 0.5) -> tuple[ShardedWorker, object]:
     return w, Shard(0, eng, idle_s, w.origins)
 
 
+def _order(ts: int) -> dict:
+    return {"event_id": f"o{ts}", "ts": ts, "order_id": "O1", "sku": "S2", "quantity": 1, "unit_price": 10.0,
+            "status": "paid", "channel": "app"}
+
+
 def _record(origin, offset: int, value: dict, routed: int = 0):
     return SimpleNamespace(key=f"{origin[0]}:{origin[1]}:{offset}".encode(), value=json.dumps(value).encode(),
                            offset=routed)
@@ -58,8 +63,7 @@ def test_a_record_read_before_the_marker_that_reports_it_is_not_late(tmp_path):
     oldest event must still be the engine's first, not a late one."""
     w, shard = _worker(tmp_path)
     sku_neg = {"event_id": "i1", "ts": T0, "sku": "S1", "available": -3}
-    order = {"event_id": "o1", "ts": T0 + 90_000, "order_id": "O1", "sku": "S2", "qty": 1, "unit_price": 10.0,
-             "channel": "app", "user_id": "u"}
+    order = _order(T0 + 90_000)
     # Batch 1: the orders partition's marker (its records were routed and
     # reported), and inventory's first record, whose marker comes next.
     outs = _step(w, shard, [_record(ORD, 0, order), _marker(("orders", 0, 1, order["ts"], order["ts"], False)),
@@ -78,8 +82,7 @@ def test_the_stream_starts_at_an_origin_whose_first_records_went_to_another_shar
     starts at T0, as replay of the whole stream does."""
     w, shard = _worker(tmp_path)
     later = {"event_id": "i2", "ts": T0 + 30_000, "sku": "S1", "available": 5}
-    order = {"event_id": "o1", "ts": T0 + 60_000, "order_id": "O1", "sku": "S2", "qty": 1, "unit_price": 10.0,
-             "channel": "app", "user_id": "u"}
+    order = _order(T0 + 60_000)
     _step(w, shard, [_record(INV, 1, later), _record(ORD, 0, order),
                      _marker(("orders", 0, 1, order["ts"], order["ts"], False))])
     assert not shard.engine.started
