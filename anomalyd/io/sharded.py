@@ -318,11 +318,15 @@ class ShardedWorker(Worker):
                 log.warning("router stop: %s", exc)
 
     async def _input_origins(self) -> list[tuple[str, int]]:
-        """Every input partition: a shard's watermark waits for each one."""
+        """Every input partition: a shard's watermark waits for each one.
+        Asked of the producer, which fetches a topic's metadata on demand
+        (the group consumer's metadata covers only `routed`: an empty answer
+        there would let a shard's engine start without waiting for any)."""
         if not self.origins:
-            await self.consumer.topics()  # metadata of every topic
-            self.origins = sorted((t, p) for t in self.input_topics
-                                  for p in (self.consumer.partitions_for_topic(t) or ()))
+            found = []
+            for t in self.input_topics:
+                found += [(t, p) for p in await self.producer.partitions_for(t)]
+            self.origins = sorted(found)
         return self.origins
 
     async def open_shard(self, index: int) -> Shard:
