@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 from anomalyd.io.admin import ensure_topics  # noqa: E402
 from anomalyd.io.broker import EmbeddedBroker  # noqa: E402
+from bench.bench_soak import pct  # noqa: E402
 
 PARTITIONS = 4
 
@@ -80,11 +81,6 @@ def consume(bootstrap: str, topics: list[str], seconds: float, fetch_wait_ms: in
         return got
 
     q.put(asyncio.run(run()))
-
-
-def pct(xs: list[float], q: float) -> float:
-    xs = sorted(xs)
-    return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
 def main() -> None:

@@ -110,7 +110,7 @@ def kafka_run(bootstrap: str, tmp: Path, records: int, seed: int, timeout: float
     dead = out["dead-letter"]
     return dict(produced=len(recs), produce_s=produce_s, process_s=process_s, healthz=healthz, exit_code=rc,
                 dead_letters=len(dead), reasons_ok=all(d["reason"] and "\n" not in d["reason"] for d in dead),
-                invalid_metric=invalid_metric, consumed_metric=consumed_metric, refused=refused, by_reason=dict(Counter(d["reason_code"] for d in out["dead-letter"])),
+                invalid_metric=invalid_metric, consumed_metric=consumed_metric, refused=refused, by_reason=dict(Counter(d["reason_code"] for d in dead)),
                 alerts=len(out["alerts"]), tracebacks=log.count("Traceback"), errors=log.count(" ERROR "))
 
 
