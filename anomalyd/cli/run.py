@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 import sys
 
@@ -45,6 +46,17 @@ async def serve(s: Settings) -> int:
         broker.start()
         bootstrap = broker.bootstrap
         print(f"anomalyd: embedded Kafka-compatible broker (Tansu, in memory) listening on {bootstrap}", flush=True)
+        # A new embedded broker starts empty, so a snapshot saved against an
+        # earlier one no longer fits: its positions and stream time would skip
+        # the new records or make them late. Set aside, not deleted.
+        from ..io.snapshots import SnapshotFile
+
+        old = SnapshotFile(s.state_dir, s.group_id).path
+        if old.exists():
+            aside = old.with_suffix(".stale")
+            os.replace(old, aside)
+            print(f"anomalyd: the embedded broker starts empty; the state saved against an earlier one is "
+                  f"set aside as {aside}", flush=True)
     try:
         from ..io.connect import KafkaSetupError, check_kafka
 
