@@ -62,7 +62,17 @@ def test_duplicate_ids_across_files_reported_at_each_later_occurrence(tmp_path):
      "a.yaml:6:16: cannot group by promo_codes: it is a list"),
     ("rules:\n  - id: x\n    source: []\n    type: [absence]\n", "a.yaml:4:11: unknown rule type ['absence']; did you mean 'absence'?"),
     ("rules:\n  - id: x\x00\n", "a.yaml:2:10: character U+0000 is not allowed in YAML"),
-    ("rules: [\n", "a.yaml:2:1: YAML syntax: expected the node content, but found '<stream end>'"),
+    ("rules: [\n", "a.yaml:1:8: YAML syntax: this '[' is never closed (at line 2, column 1: expected the node content, "
+                   "but found the end of the file)"),
+    ("rules:\n  - id: x\n    group_by: [sku\n", "a.yaml:3:15: YAML syntax: this '[' is never closed "
+                                                 "(at line 4, column 1: expected ',' or ']', but got the end of the file)"),
+    ("rules:\n  - {id: a, source: orders\n  - id: b\n", "a.yaml:2:5: YAML syntax: this '{' is never closed "
+                                                       "(at line 3, column 7: expected ',' or '}', but got ':')"),
+    ("rules:\n  - id: \"abc\n    source: x\n", "a.yaml:2:9: YAML syntax: this '\"' is never closed "
+                                             "(at line 4, column 1: found the end of the file)"),
+    ("rules:\n  - id: a\n   source: b\n", "a.yaml:3:4: YAML syntax: expected <block end>, but found '<block mapping start>' "
+                                           "(check the indentation of this line against the lines above)"),
+    ("rules:\n\t- id: a\n", "a.yaml:2:1: YAML syntax: a tab cannot indent YAML: use spaces"),
     ("rules:\n  - id: x\n    id: y\n", "a.yaml:3:5: duplicate key 'id'"),
     ("", "a.yaml:1:1: empty file: expected a top-level 'rules:' list"),
 ])

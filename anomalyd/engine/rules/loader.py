@@ -87,13 +87,14 @@ def _pos(mark: yaml.Mark) -> tuple[int, int]:
     return mark.line + 1, mark.column + 1
 
 
-def _build(node: yaml.Node, path: tuple, pos: _Positions, ctor: yaml.SafeLoader, errs: list, fname: str, budget: list[int]) -> Any:
+def _build(node: yaml.Node, path: tuple, pos: _Positions, ctor: yaml.SafeLoader, errs: list, fname: str, budget: list[int],
+           kind: str = "rule files") -> Any:
     budget[0] += 1
     if budget[0] > MAX_NODES:
         raise _Budget()
     if node.tag not in _PLAIN_TAGS:
         line, col = _pos(node.start_mark)
-        errs.append(RuleError(fname, line, col, f"YAML tag {node.tag!r} is not allowed in rule files (plain values only)"))
+        errs.append(RuleError(fname, line, col, f"YAML tag {node.tag!r} is not allowed in {kind} (plain values only)"))
         return None
     if isinstance(node, yaml.MappingNode):
         out: dict = {}
@@ -108,14 +109,14 @@ def _build(node: yaml.Node, path: tuple, pos: _Positions, ctor: yaml.SafeLoader,
                 errs.append(RuleError(fname, line, col, f"duplicate key {key!r}"))
                 continue
             pos[path + (key,)] = (_pos(knode.start_mark), _pos(vnode.start_mark))
-            out[key] = _build(vnode, path + (key,), pos, ctor, errs, fname, budget)
+            out[key] = _build(vnode, path + (key,), pos, ctor, errs, fname, budget, kind)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             p = _pos(item.start_mark)
             pos[path + (i,)] = (p, p)
-            items.append(_build(item, path + (i,), pos, ctor, errs, fname, budget))
+            items.append(_build(item, path + (i,), pos, ctor, errs, fname, budget, kind))
         return items
     try:
         return ctor.construct_object(node)
@@ -277,59 +278,114 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
     return out
 
 
-def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[str, RuleBase | None, tuple[int, int]]]:
+def _syntax_error(text: str, exc: yaml.MarkedYAMLError, display: str) -> RuleError:
+    """A YAML syntax error at the place to fix: an unclosed `[`, `{` or quote
+    is named where it opens (PyYAML notices only at the end of the file or on
+    a later line), and a place past the end of the file is its last line."""
+    mark = exc.problem_mark or exc.context_mark
+    line, col = _pos(mark) if mark else (1, 1)
+    problem = str(exc.problem or exc.context).replace("'<stream end>'", "the end of the file")
+    problem = problem.replace("unexpected end of stream", "the end of the file")
+    opener = None  # the innermost flow collection or quote still open where the error was found
+    if exc.context_mark is not None and (exc.context or "").startswith("while scanning a quoted scalar"):
+        opener = _pos(exc.context_mark)
+    else:
+        stack: list[tuple[int, int]] = []
+        try:
+            for tok in yaml.scan(text, Loader=yaml.SafeLoader):
+                if isinstance(tok, (yaml.FlowSequenceStartToken, yaml.FlowMappingStartToken)):
+                    stack.append(_pos(tok.start_mark))
+                elif isinstance(tok, (yaml.FlowSequenceEndToken, yaml.FlowMappingEndToken)) and stack:
+                    stack.pop()
+        except yaml.YAMLError:
+            pass
+        opener = stack[-1] if stack else None
+    if opener is not None and opener[0] < line:
+        lines = text.splitlines()
+        char = lines[opener[0] - 1][opener[1] - 1] if opener[0] <= len(lines) and opener[1] <= len(lines[opener[0] - 1]) else "?"
+        return RuleError(display, *opener, f"YAML syntax: this {char!r} is never closed "
+                                           f"(at line {line}, column {col}: {problem})")
+    if "<block" in problem:
+        problem += " (check the indentation of this line against the lines above)"
+    elif "'\\t'" in problem:
+        problem = "a tab cannot indent YAML: use spaces"
+    lines = text.splitlines()
+    if lines and line > len(lines):
+        line, col = len(lines), len(lines[-1]) + 1
+    return RuleError(display, line, col, f"YAML syntax: {problem}")
+
+
+def compose_file(path: Path, display: str, errors: list[RuleError], kind: str = "rule files") -> tuple[Any, _Positions, tuple[int, int]] | None:
+    """Read and compose one YAML file into plain values, each key's and
+    value's position recorded in the returned `_Positions` (path tuple ->
+    (key (line, col), value (line, col))). Problems are appended to `errors`;
+    None when nothing usable was read. Shared by rule files and rule tests."""
     try:
         data = path.read_bytes()
     except OSError as exc:
         errors.append(RuleError(display, 1, 1, f"cannot read: {exc.strerror}"))
-        return []
+        return None
     if len(data) > MAX_FILE_BYTES:
         errors.append(RuleError(display, 1, 1, f"file larger than {MAX_FILE_BYTES} bytes"))
-        return []
+        return None
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         errors.append(RuleError(display, 1, 1, f"not UTF-8 ({exc.reason} at byte {exc.start})"))
-        return []
+        return None
     try:
         loader = yaml.SafeLoader(text)  # checks characters at once: may raise ReaderError
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
         line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
         errors.append(RuleError(display, line, col, f"character U+{ord(exc.character) if isinstance(exc.character, str) else exc.character:04X} is not allowed in YAML"))
-        return []
+        return None
     try:
         node = loader.get_single_node()
     except yaml.reader.ReaderError as exc:
         errors.append(RuleError(display, 1, 1, f"character U+{ord(exc.character) if isinstance(exc.character, str) else exc.character:04X} is not allowed in YAML"))
-        return []
+        return None
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
-        line, col = _pos(mark) if mark else (1, 1)
-        errors.append(RuleError(display, line, col, f"YAML syntax: {exc.problem or exc.context}"))
-        return []
+        errors.append(_syntax_error(text, exc, display))
+        return None
     except yaml.YAMLError as exc:
         errors.append(RuleError(display, 1, 1, f"YAML: {exc}"))
-        return []
+        return None
     finally:
         loader.dispose()
     if node is None:
-        errors.append(RuleError(display, 1, 1, "empty file: expected a top-level 'rules:' list"))
-        return []
+        return None, _Positions(), (1, 1)
     pos = _Positions()
-    file_errs: list[RuleError] = []
     try:
-        doc = _build(node, (), pos, yaml.SafeLoader(""), file_errs, display, [0])
+        doc = _build(node, (), pos, yaml.SafeLoader(""), errors, display, [0], kind)
     except _Budget:
         line, col = _pos(node.start_mark)
         errors.append(RuleError(display, line, col, f"document expands to more than {MAX_NODES} nodes (alias bomb?)"))
-        return []
+        return None
     except RecursionError:
         errors.append(RuleError(display, 1, 1, "document nested too deeply"))
+        return None
+    return doc, pos, _pos(node.start_mark)
+
+
+def did_you_mean(word: Any, choices: list[str]) -> str:
+    """'; did you mean 'x'?' for a near miss, else ' (allowed: ...)'."""
+    hint = difflib.get_close_matches(str(word), choices, n=1, cutoff=0.6)
+    return f"; did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(choices)})"
+
+
+def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[str, RuleBase | None, tuple[int, int]]]:
+    file_errs: list[RuleError] = []
+    composed = compose_file(path, display, file_errs)
+    if composed is None:
+        errors.extend(file_errs)
+        return []
+    doc, pos, top = composed
+    if doc is None:
+        errors.append(RuleError(display, 1, 1, "empty file: expected a top-level 'rules:' list"))
         return []
     errors.extend(file_errs)
     bad_places = {(e.line, e.col) for e in file_errs}
-    top = _pos(node.start_mark)
     if not isinstance(doc, dict):
         errors.append(RuleError(display, *top, "expected a mapping with a top-level 'rules:' list"))
         return []
