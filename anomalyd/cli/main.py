@@ -50,7 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--no-snippet", action="store_true", help="only the FILE:LINE:COL lines")
     t = rsub.add_parser("test", help="run rule unit tests")
     t.add_argument("files", nargs="+", help="test files, or directories of *.test.yaml")
-    t.add_argument("-v", "--verbose", action="store_true")
+    t.add_argument("-v", "--verbose", action="store_true", help="also list the tests that pass")
+    t.add_argument("--no-snippet", action="store_true", help="only the FILE:LINE:COL lines for mistakes in test files")
     ls = rsub.add_parser("list", help="list the rules of a directory")
     ls.add_argument("dir")
 
@@ -166,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         if a.rules_cmd == "test":
             from .ruletest import run
 
-            return run(a.files, a.verbose)
+            return run(a.files, a.verbose, snippets=not a.no_snippet)
         ap.parse_args(["rules", "--help"])
         return 2
     if a.cmd == "simulate":

@@ -88,11 +88,11 @@ def _pos(mark: yaml.Mark) -> tuple[int, int]:
 
 
 def _build(node: yaml.Node, path: tuple, pos: _Positions, ctor: yaml.SafeLoader, errs: list, fname: str, budget: list[int],
-           kind: str = "rule files") -> Any:
+           kind: str = "rule files", tags: frozenset | set = _PLAIN_TAGS) -> Any:
     budget[0] += 1
     if budget[0] > MAX_NODES:
         raise _Budget()
-    if node.tag not in _PLAIN_TAGS:
+    if node.tag not in tags:
         line, col = _pos(node.start_mark)
         errs.append(RuleError(fname, line, col, f"YAML tag {node.tag!r} is not allowed in {kind} (plain values only)"))
         return None
@@ -109,14 +109,14 @@ def _build(node: yaml.Node, path: tuple, pos: _Positions, ctor: yaml.SafeLoader,
                 errs.append(RuleError(fname, line, col, f"duplicate key {key!r}"))
                 continue
             pos[path + (key,)] = (_pos(knode.start_mark), _pos(vnode.start_mark))
-            out[key] = _build(vnode, path + (key,), pos, ctor, errs, fname, budget, kind)
+            out[key] = _build(vnode, path + (key,), pos, ctor, errs, fname, budget, kind, tags)
         return out
     if isinstance(node, yaml.SequenceNode):
         items = []
         for i, item in enumerate(node.value):
             p = _pos(item.start_mark)
             pos[path + (i,)] = (p, p)
-            items.append(_build(item, path + (i,), pos, ctor, errs, fname, budget, kind))
+            items.append(_build(item, path + (i,), pos, ctor, errs, fname, budget, kind, tags))
         return items
     try:
         return ctor.construct_object(node)
@@ -315,7 +315,8 @@ def _syntax_error(text: str, exc: yaml.MarkedYAMLError, display: str) -> RuleErr
     return RuleError(display, line, col, f"YAML syntax: {problem}")
 
 
-def compose_file(path: Path, display: str, errors: list[RuleError], kind: str = "rule files") -> tuple[Any, _Positions, tuple[int, int]] | None:
+def compose_file(path: Path, display: str, errors: list[RuleError], kind: str = "rule files",
+                 timestamps: bool = False) -> tuple[Any, _Positions, tuple[int, int]] | None:
     """Read and compose one YAML file into plain values, each key's and
     value's position recorded in the returned `_Positions` (path tuple ->
     (key (line, col), value (line, col))). Problems are appended to `errors`;
@@ -357,7 +358,8 @@ def compose_file(path: Path, display: str, errors: list[RuleError], kind: str = 
         return None, _Positions(), (1, 1)
     pos = _Positions()
     try:
-        doc = _build(node, (), pos, yaml.SafeLoader(""), errors, display, [0], kind)
+        tags = _PLAIN_TAGS | {"tag:yaml.org,2002:timestamp"} if timestamps else _PLAIN_TAGS
+        doc = _build(node, (), pos, yaml.SafeLoader(""), errors, display, [0], kind, tags)
     except _Budget:
         line, col = _pos(node.start_mark)
         errors.append(RuleError(display, line, col, f"document expands to more than {MAX_NODES} nodes (alias bomb?)"))
