@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Annotated, Any, Literal, Union
+import types
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError
+from pydantic.fields import FieldInfo
 
 from .events import EVENT_MODELS, Event
 from .records import DeadLetter
@@ -77,22 +79,71 @@ def _has_nonfinite(raw: str | bytes) -> bool:
 _BRANCH = re.compile(r"^(str|int|float|bool|list\[.*\]|dict\[.*\]|constrained-\w+|function-\w+\[.*\]|literal\[.*\])$")
 
 
-def _describe(err: ValidationError) -> Rejected:
-    """The first validation error as one line, e.g. `quantity: Input should be greater than 0`."""
+def _given(v: Any) -> str:
+    """What a record gave, as JSON has it, cut short: `"12"`, `true`, `[1]`."""
+    try:
+        text = json.dumps(v, ensure_ascii=False)
+    except (TypeError, ValueError):
+        text = repr(v)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+_PLAIN_KINDS = {"string_type": "a string", "int_type": "an integer", "int_from_float": "an integer",
+                "float_type": "a number", "bool_type": "true or false", "list_type": "a list", "dict_type": "an object"}
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+
+
+def _expects(ann: Any, meta: tuple = ()) -> str:
+    """What a field's annotation takes, in words: 'an integer > 0', 'one of a, b'."""
+    origin = get_origin(ann)
+    if origin is Annotated:
+        base, *extra = get_args(ann)
+        more = tuple(m for x in extra for m in (x.metadata if isinstance(x, FieldInfo) else [x]))
+        return _expects(base, meta + more)
+    if origin in (Union, types.UnionType):
+        return " or ".join(dict.fromkeys(_expects(a, meta) for a in get_args(ann) if a is not type(None)))
+    bounds = "".join(f" {op} {getattr(m, attr)}" for m in meta for attr, op in _BOUNDS if hasattr(m, attr))
+    if origin is Literal:
+        return "one of " + ", ".join(map(str, get_args(ann)))
+    if origin is list:
+        return "a list of strings" if get_args(ann) == (str,) else "a list"
+    if origin is dict:
+        return "an object of string or number values"
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(ann, "a valid value") + bounds
+
+
+def _describe(err: ValidationError, model: type[BaseModel] | None = None) -> Rejected:
+    """The first validation error as one line that says what was expected and
+    what was given, e.g. `quantity: expected an integer > 0, got "12"`."""
     e = err.errors(include_url=False)[0]
     parts = [str(p) for p in e["loc"] if not _BRANCH.match(str(p))]  # drop union branch names
     loc = ".".join(parts)
+    v = e.get("input")
     if parts == ["ts"] and e["type"] != "missing":
-        v = e.get("input")
         try:
             if type(v) not in (int, str):
                 raise ValueError("must be RFC 3339 with an offset or epoch milliseconds")
             parse_ts(v)
         except ValueError as exc:
-            return Rejected("invalid_field", f"ts: {exc}")
+            return Rejected("invalid_field", f"ts: {exc}, got {_given(v)}")
     if e["type"] == "missing":
         return Rejected("missing_field", f"missing required field {loc}")
-    msg = e["msg"].removeprefix("Value error, ")
+    kind, ctx = e["type"], e.get("ctx") or {}
+    if kind == "string_too_long":
+        msg = f"expected a string of at most {ctx.get('max_length')} characters, got {len(v) if isinstance(v, str) else '?'}"
+    elif kind == "string_too_short":
+        msg = f"expected a non-empty string, got {_given(v)}"
+    elif kind == "too_long":
+        msg = f"expected at most {ctx.get('max_length')} items, got {ctx.get('actual_length', '?')}"
+    elif len(parts) == 2 and parts[0] == "attrs":
+        msg = f"expected a string or a number, got {_given(v)}"
+    elif model is not None and len(parts) == 1 and parts[0] in model.model_fields:
+        info = model.model_fields[parts[0]]
+        msg = f"expected {_expects(info.annotation, tuple(info.metadata))}, got {_given(v)}"
+    elif kind in _PLAIN_KINDS:
+        msg = f"expected {_PLAIN_KINDS[kind]}, got {_given(v)}"
+    else:
+        msg = e["msg"].removeprefix("Value error, ") + f", got {_given(v)}"
     n = len({tuple(p for p in x["loc"] if not _BRANCH.match(str(p))) for x in err.errors(include_url=False)})
     more = f" (+{n - 1} more)" if n > 1 else ""
     return Rejected("invalid_field", f"{loc}: {msg}{more}" if loc else msg + more)
@@ -117,7 +168,7 @@ def decode_value(topic: str, raw: str | bytes) -> Event:
     except ValidationError as err:
         # validate_python cannot take RFC 3339 strings in strict mode the way
         # JSON can, but `ts` is a plain str/int union here, so this is faithful.
-        raise _describe(err) from None
+        raise _describe(err, EVENT_MODELS[topic]) from None
 
 
 def decode_line(line: str | bytes) -> tuple[str, Event]:

@@ -37,24 +37,28 @@ def test_every_required_field_missing_in_turn_is_rejected(topic, field):
 
 
 @pytest.mark.parametrize("patch,reason", [
-    ({"quantity": "2"}, "quantity"),          # no coercion from strings
-    ({"quantity": True}, "quantity"),         # booleans are not numbers
-    ({"quantity": 0}, "greater than 0"),
+    ({"quantity": "2"}, 'quantity: expected an integer > 0, got "2"'),  # no coercion from strings
+    ({"quantity": True}, "quantity: expected an integer > 0, got true"),  # booleans are not numbers
+    ({"quantity": 0}, "quantity: expected an integer > 0, got 0"),
     ({"quantity": 1.5}, "quantity"),
-    ({"unit_price": -1}, "greater than or equal to 0"),
-    ({"unit_price": "9.5"}, "unit_price"),
-    ({"status": "shipped"}, "status"),
+    ({"unit_price": -1}, "unit_price: expected a number >= 0, got -1"),
+    ({"unit_price": "9.5"}, 'unit_price: expected a number >= 0, got "9.5"'),
+    ({"status": "shipped"}, 'status: expected one of created, paid, cancelled, refunded, got "shipped"'),
     ({"ts": "2026-06-18T00:00:00"}, "offset"),  # naive times are machine-dependent
     ({"ts": -1}, "1970"),
     ({"ts": 253402300800000}, "9999"),
-    ({"ts": True}, "ts"),
-    ({"attrs": {"a": [1]}}, "attrs"),
+    ({"ts": True}, "ts: must be RFC 3339 with an offset or epoch milliseconds, got true"),
+    ({"ts": "ten minutes"}, 'got "ten minutes"'),
+    ({"attrs": {"a": [1]}}, "attrs.a: expected a string or a number, got [1]"),
     ({"attrs": {"a": True}}, "attrs"),
-    ({"promo_codes": "X"}, "promo_codes"),
+    ({"promo_codes": "X"}, 'promo_codes: expected a list of strings, got "X"'),
+    ({"promo_codes": [1]}, "promo_codes.0: expected a string, got 1"),
+    ({"merchant_id": 5}, "merchant_id: expected a string, got 5"),
     # bounded sizes: a huge id would be a huge group key and a record Kafka refuses
-    ({"sku": "x" * 400_000}, "sku: String should have at most 1024 characters"),
+    ({"sku": "x" * 400_000}, "sku: expected a string of at most 1024 characters, got 400000"),
     ({"event_id": "x" * 1025}, "event_id"),
-    ({"promo_codes": ["P"] * 65}, "at most 64 items"),
+    ({"event_id": ""}, 'event_id: expected a non-empty string, got ""'),
+    ({"promo_codes": ["P"] * 65}, "promo_codes: expected at most 64 items, got 65"),
     ({"attrs": {f"k{i}": i for i in range(65)}}, "attrs"),
     ({"attrs": {"k": "v" * 1025}}, "attrs"),
 ])
