@@ -43,6 +43,15 @@ def run(args: argparse.Namespace) -> int:
     if sum(1 for e in args.events if e == "-") > 1:
         print("anomalyd backtest: '-' (stdin) can be given once", file=sys.stderr)
         return 2
+    from ..cli.common import path_exists
+
+    for name in ("rules", "baseline"):
+        d = getattr(args, name, None)
+        if d is not None and not path_exists("backtest", d, "rules directory", f"--{name}"):
+            return 2
+    for e in args.events:
+        if not e.startswith("kafka://") and not path_exists("backtest", e, "file"):
+            return 2
     sets = {}
     failed = False
     for name in ("rules", "baseline"):
@@ -91,12 +100,15 @@ def _expand_kafka(events: list[str], tmp: str) -> list[str]:
         from ..engine.timeutil import parse_ts
         from ..io.admin import consume_all
         from ..io.connect import check_kafka
-        from ..surfaces.settings import Settings
 
         u = urlparse(e)
         since = parse_qs(u.query).get("since", [None])[0]
         since_ms = (int(since) if since.isdigit() else parse_ts(since)) if since else None
-        s = Settings()
+        from ..cli.main import _settings
+
+        s = _settings("backtest")  # topic names and security, as for `run`
+        if s is None:
+            raise ValueError("fix the settings above")
         names = s.input_topics()
         asyncio.run(check_kafka(u.netloc, s.kafka_security()))  # a bad password or certificate: one line
         recs = consume_all(u.netloc, list(names), timeout_s=600, since_ms=since_ms, security=s.kafka_security())

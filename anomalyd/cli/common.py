@@ -1,10 +1,14 @@
-"""Flags shared by the commands that run the engine (replay, backtest)."""
+"""Flags shared by the commands that run the engine (replay, backtest), and
+the argument types and checks every command uses, so that the same mistake
+gives the same message and exit code everywhere (2: a usage error)."""
 
 from __future__ import annotations
 
 import argparse
+import os
+import sys
 
-from ..engine.timeutil import parse_duration
+from ..engine.timeutil import parse_duration, parse_ts
 from ..engine.types import EngineConfig
 
 
@@ -15,13 +19,55 @@ def duration(text: str) -> int:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def _number(kind, low, strict: bool, what: str):
+    def check(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text!r}") from None
+        if v != v or v in (float("inf"), float("-inf")) or (v <= low if strict else v < low):
+            raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
+        return v
+    check.__name__ = what  # argparse names the type in some messages
+    return check
+
+
+positive_int = _number(int, 0, True, "a whole number >= 1")
+nonneg_int = _number(int, 0, False, "a whole number >= 0")
+positive_float = _number(float, 0, True, "a number > 0")
+
+
+def port(text: str) -> int:
+    v = _number(int, 0, False, "a port number 0..65535")(text)
+    if v > 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 0..65535, got {text}")
+    return v
+
+
+def timestamp(text: str) -> str:
+    try:
+        parse_ts(int(text) if text.isdigit() else text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{exc}, got {text!r}") from None
+    return text
+
+
+def path_exists(cmd: str, path: str, what: str, flag: str | None = None) -> bool:
+    """False (after one line on stderr) for a path given on the command line
+    that does not exist: a usage error, exit 2, for every command alike."""
+    if path == "-" or os.path.exists(path):
+        return True
+    print(f"anomalyd {cmd}: {flag + ' ' if flag else ''}{path}: no such {what}", file=sys.stderr)
+    return False
+
+
 def engine_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--allowed-lateness", type=duration, default=60_000, metavar="DUR",
                    help="events up to this much out of order still count (default 1m)")
     p.add_argument("--idle-timeout", type=duration, default=3_600_000, metavar="DUR",
                    help="drop state of groups idle this long (default 1h; never less than a rule's windows)")
-    p.add_argument("--max-groups", type=int, default=500_000, metavar="N",
-                   help="per-rule cap on tracked groups (default 500000)")
+    p.add_argument("--max-groups", type=positive_int, default=500_000, metavar="N",
+                   help="per-rule cap on tracked groups and on firing alerts, at least 1 (default 500000)")
     p.add_argument("--max-future-skew", type=duration, default=86_400_000, metavar="DUR",
                    help="refuse events this far ahead of the wall clock (default 1d)")
 

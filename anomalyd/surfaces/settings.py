@@ -4,6 +4,9 @@ overridden by `anomalyd run` flags. Secrets may come from files
 
 from __future__ import annotations
 
+import difflib
+import os
+import re
 from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -128,6 +131,34 @@ class Settings(BaseSettings):
             out += f", {self.sasl_mechanism} as {self.sasl_username!r}"
         return out
 
+    @field_validator("max_groups", "partitions", "session_timeout_ms")
+    @classmethod
+    def _positive(cls, v: int) -> int:
+        if v < 1:
+            raise ValueError(f"must be a whole number >= 1, got {v}")
+        return v
+
+    @field_validator("shards")
+    @classmethod
+    def _nonneg(cls, v: int) -> int:
+        if v < 0:
+            raise ValueError(f"must be a whole number >= 0 (0: no scale-out), got {v}")
+        return v
+
+    @field_validator("embedded_port", "metrics_port")
+    @classmethod
+    def _port(cls, v: int) -> int:
+        if not 0 <= v <= 65535:
+            raise ValueError(f"must be a port number 0..65535, got {v}")
+        return v
+
+    @field_validator("snapshot_interval", "reload_interval")
+    @classmethod
+    def _interval(cls, v: str) -> str:
+        if parse_duration(v) <= 0:
+            raise ValueError(f"must be longer than 0, got {v!r}")
+        return v
+
     @field_validator("allowed_lateness", "idle_timeout", "max_future_skew", "snapshot_interval", "reload_interval", "partition_idle_timeout",
                      "partition_live_delay")
     @classmethod
@@ -170,3 +201,50 @@ class Settings(BaseSettings):
                 certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
                 keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None)
         return kw
+
+
+# ANOMALYD_* names that are not settings: read by the test suite and the
+# replay progress bar, and those Kubernetes injects for a Service named
+# `anomalyd` (deploy/k8s/service.yaml): ANOMALYD_SERVICE_HOST, ANOMALYD_PORT_9108_TCP, ...
+NOT_SETTINGS = {"ANOMALYD_PROGRESS_MIN_BYTES", "ANOMALYD_TEST_OUTAGE_S", "ANOMALYD_FUZZ_SCALE"}
+_SERVICE_LINKS = re.compile(r"^ANOMALYD_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$")
+
+
+def _known(name: str) -> bool:
+    return (name in NOT_SETTINGS or bool(_SERVICE_LINKS.match(name))
+            or name[len("ANOMALYD_"):].lower() in Settings.model_fields)
+
+
+def _hint(name: str) -> str:
+    names = [f"ANOMALYD_{f.upper()}" for f in Settings.model_fields]
+    hint = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
+    return f"; did you mean {hint[0]}?" if hint else " (the settings are listed in README: Configuration)"
+
+
+def env_file_lines(path: str | Path = ".env") -> dict[str, tuple[int, int]]:
+    """ANOMALYD_* names in a .env file -> (line, column) of the name."""
+    out: dict[str, tuple[int, int]] = {}
+    try:
+        text = Path(path).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return out
+    for n, line in enumerate(text.splitlines(), 1):
+        m = re.match(r"^(\s*(?:export\s+)?)(ANOMALYD_\w*)\s*=", line, re.IGNORECASE)
+        if m:
+            out[m.group(2).upper()] = (n, len(m.group(1)) + 1)
+    return out
+
+
+def unknown_settings(environ: dict | None = None, env_file: str | Path = ".env") -> list[str]:
+    """A line for each ANOMALYD_* name in the environment or the .env file
+    that is no setting (a typo would otherwise be ignored silently): the
+    .env ones as FILE:LINE:COL, each with a did-you-mean."""
+    environ = os.environ if environ is None else environ
+    out = []
+    for name, (line, col) in env_file_lines(env_file).items():
+        if not _known(name):
+            out.append(f"{env_file}:{line}:{col}: unknown setting {name}{_hint(name)}")
+    for name in sorted(environ):
+        if name.upper().startswith("ANOMALYD_") and not _known(name.upper()):
+            out.append(f"{name} (environment): unknown setting{_hint(name.upper())}")
+    return out

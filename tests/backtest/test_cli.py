@@ -76,7 +76,7 @@ def test_rules_that_fail_to_load_exit_1(tmp_path, files, capsys):
 def test_usage_errors_exit_2(tmp_path, files, capsys):
     ev, rules = files
     assert cli(str(tmp_path / "missing.jsonl"), "--rules", str(rules)) == 2
-    assert "missing.jsonl: No such file or directory" in capsys.readouterr().err
+    assert "missing.jsonl: no such file" in capsys.readouterr().err
     assert cli(str(ev), "--rules", str(rules), "--html", str(tmp_path / "no" / "dir" / "r.html")) == 2
     with pytest.raises(SystemExit) as exc:
         cli(str(ev))  # --rules is required

@@ -71,7 +71,7 @@ def test_rules_check_ok_and_usage_errors():
     assert p.returncode == 0 and p.stdout.startswith("OK: 7 rules (7 enabled) in 4 files")
     assert cli("rules", "frobnicate").returncode == 2
     assert cli("replay").returncode == 2
-    assert cli("rules", "check", "/no/such/dir").returncode == 1
+    assert cli("rules", "check", "/no/such/dir").returncode == 2  # a missing path is a usage error
 
 
 def test_rules_list_shows_owner_and_state():
