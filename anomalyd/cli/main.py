@@ -203,6 +203,9 @@ def main(argv: list[str] | None = None) -> int:
 
         if not (path_exists("replay", a.rules, "rules directory", "--rules") and path_exists("replay", a.events, "file")):
             return 2
+        if os.path.isdir(a.events):
+            print(f"anomalyd replay: {a.events}: is a directory, not a JSONL file", file=sys.stderr)
+            return 2
         return run_replay(a.events, a.rules, _config(a), a.summary, sys.stdout)
     if a.cmd == "rules":
         if a.rules_cmd in ("check", "list") and not path_exists(f"rules {a.rules_cmd}", a.dir, "rules directory"):

@@ -32,6 +32,9 @@ def check(directory: str, snippets: bool = True) -> int:
         n = len(exc.errors)
         print(f"{n} error{'s' if n != 1 else ''}; nothing loaded", file=sys.stderr)
         return 1
+    if not rs.files:
+        print(f"{directory}: no rule files (*.yaml, *.yml) in this directory; nothing loaded", file=sys.stderr)
+        return 1
     enabled = len(rs.enabled())
     print(f"OK: {len(rs.rules)} rules ({enabled} enabled) in {len(rs.files)} files, rule set version {rs.version}")
     return 0

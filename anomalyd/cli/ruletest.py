@@ -128,6 +128,9 @@ def check_test_file(doc: Any, pos: dict, display: str, top: tuple[int, int]) -> 
         return [RuleError(display, *top, "empty file: expected a `tests:` list")]
     if not isinstance(doc, dict):
         return [RuleError(display, *top, "expected a mapping with a `tests:` list")]
+    if "rules" in doc and "tests" not in doc:
+        return [RuleError(display, *pos[("rules",)][0], "this is a rules file (top-level `rules:`), not a rule test "
+                                                        "file (top-level `tests:`, e.g. rules/tests/*.test.yaml)")]
     keys((), doc, TOP_KEYS, "a test file")
     if "rule_files" in doc and not (isinstance(doc["rule_files"], list) and all(isinstance(f, str) for f in doc["rule_files"])):
         err(("rule_files",), "rule_files: expected a list of directories or files, e.g. [..]")

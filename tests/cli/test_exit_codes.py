@@ -66,12 +66,12 @@ CASES = [
     ("replay ev.jsonl --rules broken", 1),
     ("replay missing.jsonl --rules RULES", 2), ("replay ev.jsonl --rules missing", 2), ("replay ev.jsonl", 2),
     ("replay ev.jsonl --rules RULES --max-groups 0", 2), ("replay ev.jsonl --rules RULES --max-groups -1", 2),
-    ("replay ev.jsonl --rules RULES --allowed-lateness soon", 2),
+    ("replay ev.jsonl --rules RULES --allowed-lateness soon", 2), ("replay empty --rules RULES", 2),
     ("rules", 2), ("rules frobnicate", 2),
-    ("rules check RULES", 0), ("rules check broken", 1), ("rules check missing", 2),
+    ("rules check RULES", 0), ("rules check broken", 1), ("rules check missing", 2), ("rules check empty", 1),
     ("rules list RULES", 0), ("rules list broken", 1), ("rules list missing", 2),
     ("rules test RULES/tests", 0), ("rules test fail.test.yaml", 1), ("rules test missing.test.yaml", 2),
-    ("rules test empty", 2),
+    ("rules test empty", 2), ("rules test broken/r.yaml", 1),
     ("backtest ev.jsonl --rules RULES", 0), ("backtest ev.jsonl --rules broken", 1),
     ("backtest ev.jsonl --rules RULES --baseline broken", 1),
     ("backtest missing.jsonl --rules RULES", 2), ("backtest ev.jsonl --rules missing", 2),
@@ -165,3 +165,15 @@ def test_docs_cli_md_lists_every_command(w):
     for name in build_parser().subcommands:
         if name not in ("rules", "topics"):
             assert re.search(rf"^\| `{re.escape(name)}`", doc, re.M), name
+
+
+def test_a_rules_file_given_to_rules_test_says_so(w):
+    rc, out, _ = run("rules", "test", "broken/r.yaml", "--no-snippet")
+    assert rc == 1
+    assert out.splitlines()[0] == ("broken/r.yaml:1:1: this is a rules file (top-level `rules:`), not a rule test file "
+                                   "(top-level `tests:`, e.g. rules/tests/*.test.yaml)")
+
+
+def test_an_empty_rules_directory_is_not_ok(w):
+    rc, out, err = run("rules", "check", "empty")
+    assert rc == 1 and "OK" not in out and "empty: no rule files (*.yaml, *.yml) in this directory" in err
