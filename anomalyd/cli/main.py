@@ -13,10 +13,26 @@ from .common import engine_config as _config
 from .common import path_exists, port, positive_float, positive_int, timestamp
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, with a did-you-mean for a misspelt command or choice."""
+
+    def error(self, message: str):  # type: ignore[override]
+        import difflib
+        import re
+
+        m = re.search(r"invalid choice: '([^']*)' \(choose from (.*)\)", message)
+        if m:
+            choices = re.findall(r"'([^']*)'", m.group(2))
+            hint = difflib.get_close_matches(m.group(1), choices, n=1)
+            if hint:
+                message += f"; did you mean {hint[0]!r}?"
+        super().error(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from ..simulate import ANOMALIES
 
-    ap = argparse.ArgumentParser(prog="anomalyd", description="Rule-based anomaly detection for e-commerce event streams.",
+    ap = _Parser(prog="anomalyd", description="Rule-based anomaly detection for e-commerce event streams.",
                                  epilog="Exit codes: 0 success, 1 a check or test failed, 2 usage error (docs/cli.md).")
     ap.add_argument("--version", action="version", version=f"anomalyd {__version__}")
     sub = ap.add_subparsers(dest="cmd", metavar="COMMAND")

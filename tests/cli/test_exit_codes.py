@@ -177,3 +177,10 @@ def test_a_rules_file_given_to_rules_test_says_so(w):
 def test_an_empty_rules_directory_is_not_ok(w):
     rc, out, err = run("rules", "check", "empty")
     assert rc == 1 and "OK" not in out and "empty: no rule files (*.yaml, *.yml) in this directory" in err
+
+
+def test_a_misspelt_command_gets_a_did_you_mean(w):
+    rc, _, err = run("replya", "ev.jsonl")
+    assert rc == 2 and "invalid choice: 'replya'" in err and "did you mean 'replay'?" in err
+    rc, _, err = run("rules", "chek", "x")
+    assert rc == 2 and "did you mean 'check'?" in err
