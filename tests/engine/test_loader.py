@@ -44,7 +44,7 @@ def test_duplicate_ids_across_files_reported_at_each_later_occurrence(tmp_path):
 
 @pytest.mark.parametrize("text,expected", [
     ("rules:\n  - id: x\n    source: inventory\n    type: threshold\n    field: available\n    op: '=<'\n    value: 0\n",
-     "a.yaml:6:9: op: Input should be '==', '!=', '<', '<=', '>' or '>='"),
+     "a.yaml:6:9: op: Input should be '==', '!=', '<', '<=', '>' or '>='; got '=<', did you mean '<='?"),
     ("rules:\n  - id: Bad Id\n    source: inventory\n    type: absence\n    window: 5m\n",
      "a.yaml:2:9: id: rule id must match [a-z0-9_-]+"),
     ("rules:\n  - id: x\n    source: refunds\n    type: absence\n    window: 5m\n",
@@ -55,6 +55,11 @@ def test_duplicate_ids_across_files_reported_at_each_later_occurrence(tmp_path):
      "a.yaml:2:5: missing required key 'window'"),
     ("rules:\n  - id: x\n    source: orders\n    type: surge\n    window: 5m\n    pct: many\n",
      "a.yaml:6:10: pct: Input should be a valid number"),
+    ("rules:\n  - id: x\n    source: inventroy\n    type: absence\n    window: 5m\n",
+     "a.yaml:3:13: source: Input should be 'orders', 'inventory', 'payments' or 'complaints'; got 'inventroy', "
+     "did you mean 'inventory'?"),
+    ("rules:\n  - id: x\n    source: orders\n    type: absence\n    window: 5m\n    severity: p1\n",
+     "a.yaml:6:15: severity: Input should be 'P0', 'P1', 'P2' or 'P3'; got 'p1', did you mean 'P1'?"),
     ("rulez: []\n", "a.yaml:1:1: unknown top-level key 'rulez'; did you mean 'rules'?"),
     ("rules:\n  - id: x\n    source: orders\n    type: absence\n    window: 5m\n    group_by: [promo]\n",
      "a.yaml:6:16: unknown field 'promo' for source orders; did you mean 'promo_codes'?"),

@@ -171,6 +171,14 @@ def _explain(cls: type[RuleBase], err: dict, rule_path: tuple, pos: _Positions, 
         msg = "rule id must match [a-z0-9_-]+"
     elif kind == "string_pattern_mismatch":
         msg = f"bad duration {err['input']!r}: use a whole number with ms, s, m, h or d (e.g. 30s, 10m, 1h30m)"
+    elif kind == "literal_error" and isinstance(err.get("input"), str):  # a misspelt choice: say which was meant
+        choices = [str(c) for c in err.get("ctx", {}).get("expected_values", [])] or \
+            __import__("re").findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        given = err["input"]
+        hint = ([c for c in choices if c.lower() == given.lower()] or [c for c in choices if sorted(c) == sorted(given)]
+                or difflib.get_close_matches(given, choices, n=1))
+        if hint:
+            msg += f"; got {given!r}, did you mean {hint[0]!r}?"
     return at, f"{where}: {msg}"
 
 
