@@ -134,6 +134,11 @@ def check_test_file(doc: Any, pos: dict, display: str, top: tuple[int, int]) -> 
     keys((), doc, TOP_KEYS, "a test file")
     if "rule_files" in doc and not (isinstance(doc["rule_files"], list) and all(isinstance(f, str) for f in doc["rule_files"])):
         err(("rule_files",), "rule_files: expected a list of directories or files, e.g. [..]")
+    else:
+        for i, f in enumerate(doc.get("rule_files", [])):
+            if not (Path(display).parent / f).exists():
+                err(("rule_files", i), f"rule_files: no such directory or file {f!r} (relative to this file: "
+                                       f"{Path(display).parent / f})")
     file_start = "start" in doc  # a bad start is reported once, not at every relative time
     if file_start:
         start_ok(("start",), doc["start"])

@@ -102,3 +102,11 @@ def test_unknown_rule_id_is_named_with_did_you_mean(tmp_path):
 def test_a_directory_without_test_files_is_a_usage_error(tmp_path):
     p = subprocess.run(ANOMALYD + ["rules", "test", str(tmp_path)], capture_output=True, text=True)
     assert p.returncode == 2 and "no *.test.yaml files" in p.stderr
+
+
+def test_a_missing_rule_files_entry_points_into_the_test_file(tmp_path):
+    f = tmp_path / "t.test.yaml"
+    f.write_text("rule_files: [../rulez]\ntests:\n  - input: []\n")
+    p = subprocess.run(ANOMALYD + ["rules", "test", str(f), "--no-snippet"], capture_output=True, text=True)
+    assert p.returncode == 1
+    assert p.stdout.startswith(f"{f}:1:14: rule_files: no such directory or file '../rulez'")
