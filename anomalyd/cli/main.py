@@ -251,8 +251,9 @@ def main(argv: list[str] | None = None) -> int:
 
                 hints = [difflib.get_close_matches(k, ANOMALIES, n=1) for k in bad]
                 guess = "; ".join(f"did you mean {h[0]!r} for {k!r}?" for k, h in zip(bad, hints) if h)
-                subs["simulate"].error(f"--anomalies: unknown kind{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}"
-                                       f"{'; ' + guess if guess else ''} (kinds: {', '.join(ANOMALIES)}, or none)")
+                print(f"anomalyd simulate: --anomalies: unknown kind{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}"
+                      f"{'; ' + guess if guess else ''} (kinds: {', '.join(ANOMALIES)}, or none)", file=sys.stderr)
+                return 2
         kw = dict(seed=a.seed, start=a.start if not a.start.isdigit() else int(a.start), minutes=a.minutes, rate=a.rate,
                   skus=a.skus, merchants=a.merchants, events=a.events, anomalies=kinds)
         if a.to_kafka:
