@@ -9,7 +9,7 @@ from pydantic import TypeAdapter
 
 from .engine.events import EVENT_MODELS
 from .engine.records import Alert, BreakerCommand, DeadLetter
-from .engine.rules.model import RuleFile
+from .engine.types import RuleFile
 
 
 def generate() -> dict[str, str]:

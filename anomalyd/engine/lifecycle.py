@@ -51,7 +51,7 @@ class _Fmt(dict):
 class Active:
     """A firing episode of one group."""
 
-    __slots__ = ("started", "alert_id", "holds", "last_true", "value", "threshold", "details")
+    __slots__ = ("started", "alert_id", "holds", "last_true", "value", "threshold", "details", "evidence")
 
     def __init__(self, started: int, alert_id: str):
         self.started = started
@@ -61,6 +61,7 @@ class Active:
         self.value: Any = None
         self.threshold: Any = None
         self.details: dict = {}
+        self.evidence: list[str] = []  # pending episodes: the evidence of when it became true
 
 
 class ScopeState:
@@ -76,12 +77,17 @@ class ScopeState:
 
 class Lifecycle:
     def __init__(self, rule: RuleBase, group_of: Callable[[Hashable], dict], wake: Wake | None = None,
-                 cap: int | None = None):
+                 cap: int | None = None, resolved: str | None = None):
         self.rule = rule
         self.version = rule.version
         self.group_of = group_of
         self.cooldown = rule.ms("cooldown")
-        self.active: dict[Hashable, Active] = {}
+        self.active: dict[Hashable, Active] = {}  # firing episodes
+        # `for`: episodes whose condition holds but not yet for that long
+        # (Prometheus' pending state); they fire at started + for, a timer.
+        self.hold_for = rule.ms("for_")
+        self.pending: dict[Hashable, Active] = {}
+        self.resolved_template = rule.resolved_message or resolved or RESOLVED_DEFAULT
         # Firing episodes are state too: a flood of keys that all fire (an
         # absence rule on keys seen once) would otherwise grow without bound.
         # Over the cap the oldest episode is forgotten (see _forget).
@@ -103,7 +109,9 @@ class Lifecycle:
                evidence: list[str], details: dict | None, out: list[Output]) -> None:
         a = self.active.get(key)
         if a is None:
-            if holds:
+            if self.hold_for:
+                self._pend(key, holds, now, value, threshold, evidence, details)
+            elif holds:
                 self._fire(key, now, value, threshold, evidence, details or {}, out)
             return
         if holds:
@@ -120,6 +128,23 @@ class Lifecycle:
         else:
             self.timers.add(a.last_true + self.cooldown, key)
 
+    def _pend(self, key: Hashable, holds: bool, now: int, value: Any, threshold: Any,
+              evidence: list[str], details: dict | None) -> None:
+        """`for`: an evaluation of a group that is not firing. Found false, a
+        pending episode ends without a record; found true, it starts (or
+        goes on) and its timer fires it at started + for."""
+        p = self.pending.get(key)
+        if not holds:
+            if p is not None:
+                del self.pending[key]
+            return
+        if p is None:
+            p = self.pending[key] = Active(now, "")
+            p.evidence = list(evidence)
+            self.timers.add(now + self.hold_for, key)
+        p.last_true = now
+        p.value, p.threshold, p.details = value, threshold, details or {}
+
     def advance(self, now: int, out: list[Output]) -> None:
         timers = self.timers
         while timers.heap and timers.heap[0] <= now:
@@ -128,6 +153,11 @@ class Lifecycle:
                 a = self.active.get(key)
                 if a is not None and not a.holds and t - a.last_true >= self.cooldown:
                     self._resolve(key, a, t, [], out)
+                p = self.pending.get(key)
+                if p is not None and t >= p.started + self.hold_for:
+                    # Nothing found it false since it became true: it fires now.
+                    del self.pending[key]
+                    self._fire(key, t, p.value, p.threshold, p.evidence, p.details, out, started=p.started)
 
     # -- records ------------------------------------------------------------
     def _fingerprint(self, group: dict) -> str:
@@ -146,8 +176,11 @@ class Lifecycle:
         fields = _Fmt(group)
         fields.update({k: _show(v) for k, v in details.items()})
         fields.update(value=_show(value), threshold=_show(threshold), rule_id=rule.id, severity=rule.severity,
-                      source=rule.source, window=self.window_text, group=group)
-        if rule.message:
+                      source=rule.source, window=self.window_text, group=group, op=getattr(rule, "op", ""),
+                      where=" (" + ", ".join(f"{k}={v}" for k, v in group.items()) + ")" if group else "")
+        if status == "resolved":
+            message = self.resolved_template.format_map(fields)
+        elif rule.message:
             message = rule.message.format_map(fields)
         else:
             where = ", ".join(f"{k}={v}" for k, v in group.items())
@@ -162,8 +195,8 @@ class Lifecycle:
         }
 
     def _fire(self, key: Hashable, now: int, value: Any, threshold: Any, evidence: list[str],
-              details: dict, out: list[Output]) -> None:
-        a = Active(now, "")
+              details: dict, out: list[Output], started: int | None = None) -> None:
+        a = Active(now if started is None else started, "")
         a.value, a.threshold, a.details = value, threshold, details
         self.active[key] = a
         rec = self._alert(key, "firing", a, now, evidence)  # sets a.alert_id (one fingerprint per record)
@@ -256,3 +289,8 @@ class Lifecycle:
     @property
     def next_due(self) -> float:
         return self.timers.next
+
+
+# A resolved record's message unless the rule gives `resolved_message`: the
+# firing wording ("10 complaints, up from 20") reads wrongly once it is over.
+RESOLVED_DEFAULT = "{rule_id} resolved{where}: value {value}, threshold {threshold}"

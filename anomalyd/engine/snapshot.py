@@ -14,7 +14,7 @@ from collections import Counter, deque
 from typing import Any
 
 from .lifecycle import Active, ScopeState
-from .types.base import EVIDENCE, WinState
+from .windows import EVIDENCE, History, WinState
 
 FORMAT = 2  # 2: the clock is the stream time alone
 _WIN = "\x00W"
@@ -22,7 +22,8 @@ _WIN = "\x00W"
 
 def _enc(v: Any) -> Any:
     if isinstance(v, WinState):
-        return (_WIN, v.buckets, list(v.evidence) if v.evidence is not None else None, v.at, v.tot, v.tot2, v.sched)
+        return (_WIN, v.buckets, list(v.evidence) if v.evidence is not None else None, v.at, v.tot, v.tot2, v.sched,
+                v.hist.dump() if v.hist is not None else None)
     return v
 
 
@@ -33,6 +34,8 @@ def _dec(v: Any) -> Any:
         if v[2] is not None:
             st.evidence = deque(v[2], maxlen=EVIDENCE)
         st.at, st.tot, st.tot2, st.sched = v[3], v[4], v[5], v[6]
+        if len(v) > 7 and v[7] is not None:
+            st.hist = History.load(v[7])
         return st
     return v
 
@@ -59,13 +62,15 @@ def runner_state(r) -> dict:
         "timers": _timers(r.timers),
         "active": {k: (a.started, a.alert_id, a.holds, a.last_true, a.value, a.threshold, a.details)
                    for k, a in life.active.items()},
+        "pending": {k: (a.started, a.last_true, a.value, a.threshold, a.details, a.evidence)
+                    for k, a in life.pending.items()},
         "life_timers": _timers(life.timers),
         "scopes": {k: (list(s.groups), s.opened, s.expires, s.command_id, s.alert_id) for k, s in life.scopes.items()},
         "counts": dict(life.counts),
         "commands": dict(life.commands),
         "life_evicted": life.evicted,
         "orphans": dict(life.orphans),
-        "judge_from": getattr(r, "judge_from", None),
+        "own": r.dump_state(),
     }
 
 
@@ -80,6 +85,11 @@ def load_runner(r, st: dict) -> None:
         a = Active(started, alert_id)
         a.holds, a.last_true, a.value, a.threshold, a.details = holds, last_true, value, threshold, details
         life.active[k] = a
+    life.pending = {}
+    for k, (started, last_true, value, threshold, details, evidence) in st.get("pending", {}).items():
+        a = Active(started, "")
+        a.last_true, a.value, a.threshold, a.details, a.evidence = last_true, value, threshold, details, evidence
+        life.pending[k] = a
     _load_timers(life.timers, st["life_timers"])
     life.scopes = {}
     for k, (groups, opened, expires, command_id, alert_id) in st["scopes"].items():
@@ -90,8 +100,10 @@ def load_runner(r, st: dict) -> None:
     life.commands = dict(st["commands"])
     life.evicted = st.get("life_evicted", 0)  # absent in snapshots before the firing-alert cap
     life.orphans = dict(st.get("orphans", {}))
-    if st.get("judge_from") is not None:
-        r.judge_from = st["judge_from"]
+    if st.get("judge_from") is not None:  # snapshots of before 2026-12-02 (surge's own state)
+        r.load_state({"judge_from": st["judge_from"]})
+    if st.get("own") is not None:
+        r.load_state(st["own"])
 
 
 def dump(engine, extra: Any = None) -> bytes:

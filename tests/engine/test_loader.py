@@ -104,7 +104,7 @@ def test_breaker_scope_must_be_grouped_and_templates_checked(tmp_path):
     text = GOOD + "    message: 'SKU {skuu}'\n    breaker: {action: pause_sales, scope: [merchant_id], ttl: 30m}\n"
     errs = errors(tmp_path, **{"a.yaml": text})
     assert errs == [
-        "a.yaml:9:14: message uses {skuu}; available: count, event_id, group, rule_id, severity, sku, source, threshold, value, window",
+        "a.yaml:9:14: message uses {skuu}; available: count, event_id, group, op, rule_id, severity, sku, source, threshold, value, where, window",
         "a.yaml:10:44: breaker scope field 'merchant_id' is not in group_by ['sku']",
     ]
 

@@ -1,8 +1,11 @@
-"""Compile rule conditions to closures at load time (no eval, no expressions).
+"""Compile rule conditions to closures at load time (never eval).
 
 A missing or null field fails every comparison except `!=` and `not_in`
 (an event without a warehouse is not in WH-TEST), and a comparison between a
-number and a string is simply false: an odd event never raises here.
+number and a string is simply false: an odd event never raises here. An
+`expr` (CEL, compiled once by rules/expr.py) that has no value for an event
+(a field it reads is missing, or it fails) makes its condition false, `!=`
+included (contract section 3b).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ Predicate = Callable[[Any], bool]
 _NUMERIC = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
 
 
-def getter(field: str) -> Getter:
+def getter(field: Any) -> Getter:
     """Read `field` (or `attrs.NAME`) from a validated event model."""
     if field.startswith("attrs."):
         name = field[6:]
@@ -68,7 +71,32 @@ def compare(op: str, want: Any) -> Callable[[Any], bool]:
     raise ValueError(f"unknown operator {op!r}")
 
 
-def compile_condition(c: Condition) -> Predicate:
+def value_getter(rule: Any, source: str, exprs: list | None = None) -> Getter:
+    """What a rule (or condition) reads per event: `field`, or `expr`
+    (returning NO_VALUE when the expression has none)."""
+    if getattr(rule, "expr", None) is None:
+        return getter(rule.field)
+    from .expr import compile_expr
+
+    e = compile_expr(source, rule.expr)
+    if exprs is not None:
+        exprs.append(e)
+    return e
+
+
+def _expr_condition(c: Condition, source: str, exprs: list | None) -> Predicate:
+    from .expr import NO_VALUE
+
+    e = value_getter(c, source, exprs)
+    if c.op is None:  # a boolean expression alone
+        return lambda ev: e(ev) is True
+    test = compare(c.op, c.value)
+    return lambda ev: (v := e(ev)) is not NO_VALUE and test(v)
+
+
+def compile_condition(c: Condition, source: str = "", exprs: list | None = None) -> Predicate:
+    if c.expr is not None:
+        return _expr_condition(c, source, exprs)
     get = getter(c.field)
     want = c.value
     # One closure instead of two for the most common filters: a string never
@@ -81,9 +109,9 @@ def compile_condition(c: Condition) -> Predicate:
     return lambda ev: test(get(ev))
 
 
-def compile_all(conds: Iterable[Condition]) -> Predicate | None:
+def compile_all(conds: Iterable[Condition], source: str = "", exprs: list | None = None) -> Predicate | None:
     """AND of all conditions, or None when there are none (the fast path)."""
-    preds = [compile_condition(c) for c in conds]
+    preds = [compile_condition(c, source, exprs) for c in conds]
     if not preds:
         return None
     if len(preds) == 1:

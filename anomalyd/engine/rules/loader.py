@@ -19,7 +19,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..events import EVENT_MODELS, field_kinds
-from .model import RULE_TYPES, Breaker, Condition, RuleBase
+from ..types import DETAILS, RULE_TYPES
+from .model import Breaker, Condition, RuleBase
 
 MAX_NODES = 200_000  # per file, counting alias expansions
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -155,7 +156,7 @@ def _explain(cls: type[RuleBase], err: dict, rule_path: tuple, pos: _Positions, 
     if kind == "extra_forbidden":
         key = loc[-1]
         model = _model_at(cls, loc[:-1])
-        allowed = sorted(model.model_fields) if model else []
+        allowed = sorted(info.alias or name for name, info in model.model_fields.items()) if model else []
         if model is cls:
             allowed.append("type")
         hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
@@ -198,15 +199,20 @@ def _field_error(source: str, name: str) -> str:
     )
 
 
-_TEMPLATE_COMMON = {"value", "threshold", "rule_id", "severity", "source", "window", "count", "group"}
-_TEMPLATE_DETAILS = {
-    "threshold": {"event_id"},
-    "change": {"baseline", "change_pct", "event_id"},
-    "surge": {"current", "previous", "change_pct"},
-    "ratio": {"numerator", "denominator"},
-    "count": set(),
-    "absence": {"silent_for", "last_seen"},
-}
+_TEMPLATE_COMMON = {"value", "threshold", "rule_id", "severity", "source", "window", "count", "group", "op", "where"}
+_NUMBER_OPS = ("<", "<=", ">", ">=")
+
+
+def _expr_place(fname: str, line: int, col: int, offset: int) -> tuple[int, int]:
+    """FILE:LINE:COL of a character of an expression whose YAML value starts
+    at (line, col): past the opening quote of a quoted scalar."""
+    try:
+        text = Path(fname).read_text(encoding="utf-8").splitlines()[line - 1]
+    except (OSError, IndexError):
+        return line, col
+    if text[col - 1: col] in ("'", '"'):
+        col += 1
+    return line, col + offset
 
 
 def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_pos: tuple) -> list[RuleError]:
@@ -233,11 +239,35 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
             return False
         return True
 
+    def check_expr(path: tuple, text: Any, want: str = "any") -> None:
+        """An expression compiles against the source's fields, and gives what
+        its place needs: true/false (a condition alone) or a number."""
+        if not isinstance(text, str):
+            return  # pydantic reports the type
+        from .expr import ExprCompileError, compile_expr
+
+        p = pos.get(rp + path)
+        line, col = p[1] if p else rule_pos
+        try:
+            e = compile_expr(src, text)
+        except ExprCompileError as exc:
+            for x in exc.errors:
+                out.append(RuleError(fname, *_expr_place(fname, line, col, x.offset), f"expr: {x.message}"))
+            return
+        if want == "bool" and e.kind not in ("bool", "dyn"):
+            err(path, f"expr {text!r} gives a {e.kind}; a condition alone needs true or false (or add op and value)")
+        elif want == "number" and e.kind not in ("number", "dyn"):
+            err(path, f"expr {text!r} gives a {e.kind}; a number is needed here")
+
     def check_conditions(name: str) -> None:
         conds = raw.get(name)
         if not isinstance(conds, list):
             return
         for i, c in enumerate(conds):
+            if isinstance(c, dict) and "expr" in c:
+                op = c.get("op")
+                check_expr((name, i, "expr"), c["expr"], "bool" if op is None else "number" if op in _NUMBER_OPS else "any")
+                continue
             if not isinstance(c, dict) or not check_field((name, i, "field"), c.get("field")):
                 continue
             f, op, v = c["field"], c.get("op"), c.get("value")
@@ -266,23 +296,37 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
             v = raw.get("value")
             if isinstance(v, (bool, str)) or (kind != "number" and not f.startswith("attrs.")):
                 err(("value",), f"op {raw['op']!r} needs a numeric field and a number value")
+    fn = raw.get("fn")
+    if rtype in ("threshold", "change", "aggregate", "surge") and "expr" in raw:
+        numeric = rtype == "change" or (rtype == "threshold" and raw.get("op") in _NUMBER_OPS) or (
+            rtype in ("aggregate", "surge") and fn != "distinct")
+        check_expr(("expr",), raw["expr"], "number" if numeric else "any")
+    if rtype in ("aggregate", "surge") and check_field(("field",), raw.get("field")):
+        f = raw["field"]
+        kind = kinds.get(f, ("number", None))[0]
+        if fn != "distinct" and kind != "number" and not f.startswith("attrs."):
+            err(("field",), f"fn {fn or 'count'} needs a numeric field; {f} is a {kind}")
+        elif kind == "list":
+            err(("field",), f"fn distinct counts scalar values; {f} is a list")
     breaker = raw.get("breaker")
     if isinstance(breaker, dict) and isinstance(breaker.get("scope"), list):
         for i, sc in enumerate(breaker["scope"]):
             if sc not in group_by:
                 err(("breaker", "scope", i), f"breaker scope field {sc!r} is not in group_by {group_by}")
-    msg = raw.get("message")
-    if isinstance(msg, str) and rtype in _TEMPLATE_DETAILS:
-        allowed = {g for g in group_by if isinstance(g, str)} | _TEMPLATE_COMMON | _TEMPLATE_DETAILS[rtype]
+    for key in ("message", "resolved_message"):
+        msg = raw.get(key)
+        if not isinstance(msg, str) or rtype not in DETAILS:
+            continue
+        allowed = {g for g in group_by if isinstance(g, str)} | _TEMPLATE_COMMON | DETAILS[rtype]
         try:
             names = [n for _, n, _, _ in string.Formatter().parse(msg) if n is not None]
         except ValueError as exc:
-            err(("message",), f"message template: {exc}")
+            err((key,), f"{key} template: {exc}")
             names = []
         for n in names:
             base = n.split(".")[0].split("[")[0]
             if base not in allowed:
-                err(("message",), f"message uses {{{n}}}; available: {', '.join(sorted(allowed))}")
+                err((key,), f"{key} uses {{{n}}}; available: {', '.join(sorted(allowed))}")
     return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, Literal, Union
+from typing import Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -23,7 +23,7 @@ DurationText = Annotated[
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, populate_by_name=True)
 
 
 def _duration(v: Any) -> Any:
@@ -33,14 +33,28 @@ def _duration(v: Any) -> Any:
 
 
 class Condition(_Strict):
-    """`field op value`. With `exists`, value true (default) or false."""
+    """`field op value`, `expr op value`, or a boolean `expr` alone.
+    With `exists`, value true (default) or false."""
 
-    field: str
-    op: Op
+    added_keys: ClassVar[dict[str, Any]] = {"expr": None}
+
+    field: str | None = Field(default=None, description="An event field, or attrs.NAME")
+    expr: str | None = Field(default=None, description="A CEL expression over the event: true/false alone, or a value compared with op and value")
+    op: Op | None = None
     value: Scalar | list[Scalar] | None = None
 
     @model_validator(mode="after")
     def _value_fits_op(self) -> "Condition":
+        if (self.field is None) == (self.expr is None):
+            raise ValueError("a condition takes either field or expr")
+        if self.op is None:
+            if self.field is not None:
+                raise ValueError("a field condition needs op (and value)")
+            if self.value is not None:
+                raise ValueError("value needs an op")
+            return self
+        if self.expr is not None and self.op == "exists":
+            raise ValueError("op 'exists' takes a field; for an expression use has(...)")
         if self.op in ("in", "not_in"):
             if not isinstance(self.value, list):
                 raise ValueError(f"op {self.op!r} needs a list value, e.g. [a, b]")
@@ -54,6 +68,23 @@ class Condition(_Strict):
         ):
             raise ValueError(f"op {self.op!r} needs a number value")
         return self
+
+
+def _canon(model: BaseModel) -> Any:
+    """The model as plain values for hashing, new keys at their defaults left out."""
+    out = {}
+    added = getattr(model, "added_keys", {})
+    for name, info in type(model).model_fields.items():
+        key = info.alias or name
+        v = getattr(model, name)
+        if key in added and v == added[key]:
+            continue
+        if isinstance(v, BaseModel):
+            v = _canon(v)
+        elif isinstance(v, list):
+            v = [_canon(x) if isinstance(x, BaseModel) else x for x in v]
+        out[key] = v
+    return out
 
 
 class Breaker(_Strict):
@@ -85,89 +116,52 @@ class RuleBase(_Strict):
     runbook: str | None = None
     tags: list[str] = Field(default_factory=list)
     breaker: Breaker | None = None
+    for_: DurationText = Field(
+        default="0s", alias="for",
+        description="The condition must hold this long of event time before the alert fires (pending until then)",
+    )
+    resolved_message: str | None = Field(
+        default=None, description="Template of the resolved record's message (default: the type's own wording)"
+    )
 
-    @field_validator("cooldown", "window", mode="before", check_fields=False)
+    @field_validator("cooldown", "window", "for_", "offset", mode="before", check_fields=False)
     @classmethod
     def _durations(cls, v: Any) -> Any:
         return _duration(v)
 
+    # Keys added after rules were first deployed, with their defaults: left
+    # out of the version hash while at the default, so that an unchanged rule
+    # keeps its version (and its state in a snapshot) across the upgrade.
+    added_keys: ClassVar[dict[str, Any]] = {"for": "0s", "resolved_message": None}
+
     @property
     def version(self) -> str:
         """Hash of the rule's definition: unchanged rules keep their state on reload."""
-        canon = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        canon = json.dumps(_canon(self), sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canon.encode()).hexdigest()[:16]
 
     def ms(self, name: str) -> int:
         return parse_duration(getattr(self, name))
 
-
-class ThresholdRule(RuleBase):
-    type: Literal["threshold"]
-    field: str
-    op: CompareOp
-    value: float | int | str | bool
+    def sources(self) -> list[str]:
+        """The input sources whose events this rule reads."""
+        return [self.source]
 
 
-class ChangeRule(RuleBase):
-    type: Literal["change"]
-    field: str
-    pct: float = Field(gt=0, description="Fires when the value differs from the baseline by more than this percent")
-    direction: Literal["up", "down", "both"] = "both"
-    baseline: Literal["previous", "mean"] = "previous"
-    window: DurationText | None = Field(default=None, description="Required with baseline: mean")
+class ValueRule(RuleBase):
+    """A rule that reads one value per event: an event `field` or an `expr`."""
+
+    added_keys: ClassVar[dict[str, Any]] = {**RuleBase.added_keys, "expr": None, "field": None}
+
+    field: str | None = Field(default=None, description="The event field read (or attrs.NAME)")
+    expr: str | None = Field(default=None, description="A CEL expression over the event, instead of field")
 
     @model_validator(mode="after")
-    def _mean_needs_window(self) -> "ChangeRule":
-        if self.baseline == "mean" and self.window is None:
-            raise ValueError("baseline 'mean' needs a window")
+    def _field_or_expr(self) -> "ValueRule":
+        if self.field is not None and self.expr is not None:
+            raise ValueError("give field or expr, not both")
+        if self.field is None and self.expr is None and self.value_required:
+            raise ValueError("missing required key 'field' (or 'expr')")
         return self
 
-
-class SurgeRule(RuleBase):
-    type: Literal["surge"]
-    window: DurationText
-    pct: float = Field(gt=0)
-    min_count: int = Field(default=1, ge=1)
-
-
-class RatioRule(RuleBase):
-    type: Literal["ratio"]
-    window: DurationText
-    numerator: list[Condition] = Field(min_length=1)
-    op: CompareOp
-    value: float
-    min_count: int = Field(default=1, ge=1)
-
-
-class CountRule(RuleBase):
-    type: Literal["count"]
-    window: DurationText
-    op: CompareOp
-    value: int = Field(ge=0)
-
-
-class AbsenceRule(RuleBase):
-    type: Literal["absence"]
-    window: DurationText
-
-
-RULE_TYPES: dict[str, type[RuleBase]] = {
-    "threshold": ThresholdRule,
-    "change": ChangeRule,
-    "surge": SurgeRule,
-    "ratio": RatioRule,
-    "count": CountRule,
-    "absence": AbsenceRule,
-}
-
-AnyRule = Annotated[
-    Union[ThresholdRule, ChangeRule, SurgeRule, RatioRule, CountRule, AbsenceRule],
-    Field(discriminator="type"),
-]
-
-
-class RuleFile(BaseModel):
-    """A rules file: a top-level `rules:` list."""
-
-    model_config = ConfigDict(extra="forbid", title="anomalyd rules file")
-    rules: list[AnyRule]
+    value_required: ClassVar[bool] = True  # surge counts events by default: no field needed

@@ -6,12 +6,22 @@ from __future__ import annotations
 
 from typing import Any, Hashable
 
+from typing import Literal
+
 from ..lifecycle import Output
+from ..rules.model import DurationText, RuleBase
 from ..timeutil import format_duration, format_ts
 from .base import _SKIP, Runner
 
 
+class AbsenceRule(RuleBase):
+    type: Literal["absence"]
+    window: DurationText
+
+
 class AbsenceRunner(Runner):
+    RESOLVED = "{rule_id} resolved{where}: events again (silent since {last_seen})"
+
     def __init__(self, rule, config, wake=None):
         super().__init__(rule, config, wake)
         self.window = rule.ms("window")
@@ -37,7 +47,7 @@ class AbsenceRunner(Runner):
                 st[2] = ev.ts + self.window
                 self.timers.add(st[2], key)
             # else: the pending timer finds the newer ts and moves itself on
-        if key in self.life.active:
+        if key in self.life.active or key in self.life.pending:
             self.life.update(key, False, now, 0, self.window // 1000, [ev.event_id], None, out)
 
     def reevaluate(self, key: Hashable, t: int, out: list[Output]) -> None:
@@ -50,7 +60,10 @@ class AbsenceRunner(Runner):
             self.timers.add(deadline, key)
             return
         st[2] = None
-        if key not in self.life.active:
+        if key not in self.life.active and key not in self.life.pending:
             silent = (t - st[0]) // 1000
             self.life.update(key, True, t, silent, self.window // 1000, [st[1]] if st[1] else [],
                              {"silent_for": format_duration(t - st[0]), "last_seen": format_ts(st[0])}, out)
+
+
+MODEL, RUNNER, DETAILS = AbsenceRule, AbsenceRunner, {"silent_for", "last_seen"}

@@ -8,13 +8,14 @@ from dataclasses import dataclass
 from typing import Any, Callable, Hashable
 
 from ..lifecycle import Lifecycle, Output
-from ..rules.conditions import compile_all, getter
+from ..rules.conditions import compile_all, getter, value_getter
 from ..rules.model import RuleBase
 from ..state import INF, GroupStore, Timers, Wake
+from ..rules.expr import NO_VALUE
+from ..windows import EVIDENCE, Aggregator, WinState, prune
 
 NUMERIC_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
                "==": operator.eq, "!=": operator.ne}
-EVIDENCE = 10  # event ids kept per windowed group
 
 
 @dataclass
@@ -65,15 +66,17 @@ class Runner:
     ones `reevaluate(key, t, out)` for the moments their timers schedule."""
 
     windowed = False
+    RESOLVED: str | None = None  # the type's default resolved_message
 
     def __init__(self, rule: RuleBase, config: EngineConfig, wake: Wake | None = None):
         wake = wake or Wake()
         self.rule = rule
         self.id = rule.id
         self.version = rule.version
-        self.where = compile_all(rule.where)
+        self.exprs: list = []  # compiled expressions, for their run-time failure counts
+        self.where = compile_all(rule.where, rule.source, self.exprs)
         self.key_of = make_key(rule.group_by)
-        self.life = Lifecycle(rule, make_group(rule.group_by), wake, config.max_groups_per_rule)
+        self.life = Lifecycle(rule, make_group(rule.group_by), wake, config.max_groups_per_rule, self.RESOLVED)
         window = rule.ms("window") if getattr(rule, "window", None) else 0
         # Idle eviction must never empty a window that is still counting.
         idle = max(config.idle_timeout_ms, 2 * window + config.allowed_lateness_ms)
@@ -96,6 +99,25 @@ class Runner:
         elif self.owns is not None and not self.owns(key):
             return _SKIP  # another shard's group (scale-out)
         return key
+
+    def value_of(self, rule: Any) -> Callable[[Any], Any]:
+        """The value a rule reads per event: its field, or its expr (NO_VALUE
+        when the expression has no value for the event)."""
+        return value_getter(rule, self.rule.source, self.exprs)
+
+    def expr_errors(self) -> int:
+        return sum(e.errors for e in self.exprs)
+
+    def tracked(self, key: Hashable) -> bool:
+        """Does the lifecycle follow this group (firing, or pending its `for`)?"""
+        return key in self.life.active or key in self.life.pending
+
+    def dump_state(self) -> Any:
+        """The type's own state beyond groups, timers and lifecycle (plain values)."""
+        return None
+
+    def load_state(self, data: Any) -> None:
+        pass
 
     def on_start(self, now: int, out: list[Output]) -> None:
         """The stream's first event time (absence rules start their clock)."""
@@ -126,11 +148,7 @@ class Runner:
     def groups(self) -> int:
         return len(self.store)
 
-    @staticmethod
-    def prune(buckets: dict, lo: int) -> None:
-        """Drop buckets at or before index `lo`: they can never count again."""
-        for k in [k for k in buckets if k <= lo]:
-            del buckets[k]
+    prune = staticmethod(prune)
 
 
 class WindowedRunner(Runner):
@@ -154,13 +172,15 @@ class WindowedRunner(Runner):
         for span in range(1, self.spans + 1):
             self.timers.add((k + span * n) * b, key)
 
-    # A windowed type says how an event adds to its bucket and to the running
-    # totals, how totals are recomputed, and how they are judged.
-    def add(self, st: "WinState", ev: Any, k: int, cur: int) -> None:
-        raise NotImplementedError
+    # A windowed type names its Aggregator (self.agg), the value an event
+    # puts in (`put_value`, by default the event itself: counted), and how
+    # its totals are judged.
+    agg: Aggregator
+    hits_only = False  # evidence: only events whose value put is True (ratio's numerator)
+    history = False  # remember() each event (offset baselines)
 
-    def totals(self, st: "WinState", cur: int) -> None:
-        raise NotImplementedError
+    def put_value(self, ev: Any) -> Any:
+        return ev
 
     def judge(self, key: Hashable, st: "WinState | None", now: int, evidence: Any, out: list[Output]) -> None:
         raise NotImplementedError
@@ -169,48 +189,41 @@ class WindowedRunner(Runner):
         key = self.group_key(ev)
         if key is _SKIP:
             return
+        v = self.put_value(ev)
+        if v is NO_VALUE:
+            return  # an expression with no value for this event: not counted
         st = self.store.get(key)
         if st is None:
-            st = WinState()
+            st = self.new_state()
             self.store.put(key, st)
         b = self.b
         k = ev.ts // b
         cur = now // b
         if st.at == cur:
-            self.add(st, ev, k, cur)  # also updates the running totals
+            self.agg.add(st, v, k, cur)  # also updates the running totals
         else:
-            self.add(st, ev, k, None)
-            self.totals(st, cur)
+            self.agg.add(st, v, k, None)
+            self.agg.totals(st, cur)
+        if st.evidence is not None and (v is True or not self.hits_only):
+            st.evidence.append(ev.event_id)
+        if self.history:
+            self.remember(st, ev, v)
         if k != st.sched:  # otherwise this group's moments for bucket k are already set
             st.sched = k
             self.schedule(key, k, now)
         self.judge(key, st, now, st.evidence, out)
 
+    def new_state(self) -> WinState:
+        return WinState()
+
+    def remember(self, st: WinState, ev: Any, v: Any) -> None:
+        """Anything else an event leaves in the group's state (offset history)."""
+
     def reevaluate(self, key: Hashable, t: int, out: list[Output]) -> None:
         st = self.store.get(key)
         if st is not None:
-            self.totals(st, t // self.b)
+            self.agg.totals(st, t // self.b)
         self.judge(key, st, t, None, out)
 
 
-class WinState:
-    """A windowed group's buckets, running totals and recent evidence ids.
-
-    `tot`/`tot2` are the window's totals as of bucket index `at`; an event in
-    the current bucket just adds to them, and they are recomputed from the
-    buckets only when the stream's time has crossed a bucket boundary. That
-    keeps the per-event cost constant instead of a sum over the buckets.
-    """
-
-    __slots__ = ("buckets", "evidence", "at", "tot", "tot2", "sched")
-
-    def __init__(self, evidence: bool = True) -> None:
-        self.buckets: dict[int, Any] = {}
-        self.evidence: deque | None = deque(maxlen=EVIDENCE) if evidence else None
-        self.at = -1
-        self.tot: Any = 0
-        self.tot2: Any = 0
-        self.sched = None  # last bucket whose age-out moments were scheduled
-
-
-__all__ = ["EngineConfig", "Runner", "WindowedRunner", "WinState", "NUMERIC_OPS", "INF", "_SKIP"]
+__all__ = ["EngineConfig", "Runner", "WindowedRunner", "WinState", "NUMERIC_OPS", "INF", "_SKIP", "EVIDENCE", "NO_VALUE"]

@@ -7,15 +7,36 @@ from __future__ import annotations
 
 from typing import Any
 
+from typing import Literal
+
+from pydantic import Field, model_validator
+
 from ..lifecycle import Output
-from ..rules.conditions import getter
-from .base import _SKIP, Runner, WinState
+from ..rules.model import DurationText, ValueRule
+from ..windows import WinState
+from .base import _SKIP, Runner
+
+
+class ChangeRule(ValueRule):
+    type: Literal["change"]
+    pct: float = Field(gt=0, description="Fires when the value differs from the baseline by more than this percent")
+    direction: Literal["up", "down", "both"] = "both"
+    baseline: Literal["previous", "mean"] = "previous"
+    window: DurationText | None = Field(default=None, description="Required with baseline: mean")
+
+    @model_validator(mode="after")
+    def _mean_needs_window(self) -> "ChangeRule":
+        if self.baseline == "mean" and self.window is None:
+            raise ValueError("baseline 'mean' needs a window")
+        return self
 
 
 class ChangeRunner(Runner):
+    RESOLVED = "{rule_id} resolved{where}: value {value} is back within the change from {baseline}"
+
     def __init__(self, rule, config, wake=None):
         super().__init__(rule, config, wake)
-        self.get = getter(rule.field)
+        self.get = self.value_of(rule)
         self.pct = rule.pct
         self.up = rule.direction in ("up", "both")
         self.down = rule.direction in ("down", "both")
@@ -84,7 +105,7 @@ class ChangeRunner(Runner):
             return
         v = self.get(ev)
         if type(v) is not float and type(v) is not int:
-            return  # attrs.NAME may hold a string; a change needs a number
+            return  # attrs.NAME may hold a string, an expr no value; a change needs a number
         if self.mean:
             prev = None
             base = self._mean(key, v, ev, now)
@@ -96,8 +117,11 @@ class ChangeRunner(Runner):
         change = (v - base) / abs(base) * 100.0
         pct = self.pct
         holds = (self.up and change > pct) or (self.down and change < -pct)
-        if holds or key in self.life.active:  # evidence and details only when it matters
+        if holds or key in self.life.active or key in self.life.pending:  # evidence and details only when it matters
             evidence = [prev[1], ev.event_id] if prev is not None else [ev.event_id]
             bound = base * (1 + pct / 100) if change > 0 else base * (1 - pct / 100)
             self.life.update(key, holds, now, v, bound, evidence,
                              {"baseline": base, "change_pct": round(change, 2), "event_id": ev.event_id}, out)
+
+
+MODEL, RUNNER, DETAILS = ChangeRule, ChangeRunner, {"baseline", "change_pct", "event_id"}

@@ -1,56 +1,142 @@
-"""surge: matching events in the current `window` exceed the previous
-window's count by more than `pct` percent, with at least `min_count` now."""
+"""surge: an aggregate of the current `window` (by default the count of
+matching events) moved more than `pct` percent from its baseline: the
+window just before (`previous`, 环比) or the same window `offset` ago
+(`offset`, 同比), going `up`, `down` or `both`."""
 
 from __future__ import annotations
 
-from typing import Any, Hashable
+from typing import Any, ClassVar, Hashable, Literal
+
+from pydantic import Field, model_validator
 
 from ..lifecycle import Output
-from .base import WindowedRunner, WinState
+from ..rules.model import DurationText, ValueRule
+from ..windows import AGGREGATORS, History, WinState
+from .base import NO_VALUE, WindowedRunner
+
+Fn = Literal["count", "sum", "avg", "min", "max", "distinct"]
+_EMPTY_IS_ZERO = {"count", "sum", "distinct"}  # an empty window's figure; avg/min/max have none
+
+
+class SurgeRule(ValueRule):
+    value_required: ClassVar[bool] = False
+    added_keys: ClassVar[dict[str, Any]] = {
+        **ValueRule.added_keys, "fn": "count", "direction": "up", "baseline": "previous", "offset": None,
+    }
+
+    type: Literal["surge"]
+    window: DurationText
+    pct: float = Field(gt=0, description="The change that fires, in percent of the baseline")
+    min_count: int = Field(default=1, ge=1, description="Events needed in the current window (up) or the baseline window (down)")
+    fn: Fn = Field(default="count", description="The aggregate compared: count of events, or a function of field/expr")
+    direction: Literal["up", "down", "both"] = "up"
+    baseline: Literal["previous", "offset"] = Field(default="previous", description="previous: the window just before; offset: the same window `offset` ago")
+    offset: DurationText | None = Field(default=None, description="With baseline: offset, e.g. 1d or 7d")
+
+    @model_validator(mode="after")
+    def _keys_fit(self) -> "SurgeRule":
+        if self.fn == "count" and (self.field is not None or self.expr is not None):
+            raise ValueError("fn count counts events: field/expr need another fn (sum, avg, min, max, distinct)")
+        if self.fn != "count" and self.field is None and self.expr is None:
+            raise ValueError(f"fn {self.fn} needs a field or an expr")
+        if self.baseline == "offset":
+            if self.offset is None:
+                raise ValueError("baseline 'offset' needs an offset, e.g. offset: 7d")
+            if self.fn == "distinct":
+                raise ValueError("fn distinct cannot use baseline 'offset': its history keeps no value sets (bounded state); use baseline 'previous'")
+        elif self.offset is not None:
+            raise ValueError("offset goes with baseline: offset")
+        return self
 
 
 class SurgeRunner(WindowedRunner):
-    spans = 2
+    RESOLVED = "{rule_id} resolved{where}: {current} in {window} against {previous} before"
 
     def __init__(self, rule, config, wake=None):
         super().__init__(rule, config, wake)
-        self.factor = 1 + rule.pct / 100
+        self.fn = rule.fn
+        self.up = rule.direction in ("up", "both")
+        self.down = rule.direction in ("down", "both")
+        self.rise = 1 + rule.pct / 100
+        self.fall = 1 - rule.pct / 100
         self.min_count = rule.min_count
-        self.judge_from = None  # first moment a full previous window has been observed
+        self.offset = rule.ms("offset") if rule.baseline == "offset" else 0
+        self.history = self.offset > 0
+        self.spans = 1 if self.history else 2
+        self.agg = AGGREGATORS[rule.fn](self.n, self.spans)
+        self.get = self.value_of(rule) if rule.fn != "count" else None
+        self.slots = self.offset // self.window + 2
+        self.judge_from: int | None = None  # first moment a whole baseline window has been observed
 
     def on_start(self, now: int, out: list[Output]) -> None:
-        # Before two windows of stream time, the previous window is unknown,
+        # Before the stream has covered the baseline window, it is unknown,
         # not empty: judging it as zero would make every group "surge".
-        self.judge_from = now + 2 * self.window
+        self.judge_from = now + (self.offset + self.window if self.offset else 2 * self.window)
 
-    def add(self, st: WinState, ev: Any, k: int, cur: int | None) -> None:
-        st.buckets[k] = st.buckets.get(k, 0) + 1
-        st.evidence.append(ev.event_id)
-        if cur is not None:
-            n = self.n
-            if cur - n < k <= cur:
-                st.tot += 1
-            elif cur - 2 * n < k <= cur - n:
-                st.tot2 += 1
+    def dump_state(self) -> Any:
+        return {"judge_from": self.judge_from}
 
-    def totals(self, st: WinState, cur: int) -> None:
-        mid = cur - self.n
-        lo = mid - self.n
-        if len(st.buckets) > 2 * self.n + 2:
-            self.prune(st.buckets, lo)
-        cur_n = prev_n = 0
-        for k, c in st.buckets.items():
-            if mid < k <= cur:
-                cur_n += c
-            elif lo < k <= mid:
-                prev_n += c
-        st.at, st.tot, st.tot2 = cur, cur_n, prev_n
+    def load_state(self, data: Any) -> None:
+        if data.get("judge_from") is not None:
+            self.judge_from = data["judge_from"]
+
+    def put_value(self, ev: Any) -> Any:
+        if self.get is None:
+            return ev  # counted
+        v = self.get(ev)
+        if self.fn == "distinct":
+            return v if type(v) in (str, int, float) else NO_VALUE
+        return v if type(v) is int or type(v) is float else NO_VALUE
+
+    def new_state(self) -> WinState:
+        st = WinState()
+        if self.history:
+            st.hist = History(self.slots)
+        return st
+
+    def remember(self, st: WinState, ev: Any, v: Any) -> None:
+        st.hist.add(ev.ts // self.window, 1.0 if self.get is None else float(v), self.fn)
+
+    def schedule(self, key: Hashable, k: int, now: int) -> None:
+        super().schedule(key, k, now)
+        if self.offset:  # the event enters and leaves the baseline window
+            b = self.b
+            self.timers.add(k * b + self.offset, key)
+            self.timers.add((k + self.n) * b + self.offset, key)
+
+    def _figures(self, st: WinState | None, now: int) -> tuple[Any, int, Any, float]:
+        """(current figure, events now, baseline figure, events in the baseline)."""
+        agg = self.agg
+        empty = 0 if self.fn in _EMPTY_IS_ZERO else None
+        if st is None:
+            return empty, 0, empty, 0
+        cur = agg.figure(st.tot)
+        n_cur = agg.count(st.tot)
+        if self.offset:
+            n_base, base = st.hist.baseline(now - self.offset - self.window + 1, self.window, self.fn)
+            if self.fn == "count":
+                base = n_base
+        else:
+            base, n_base = agg.figure(st.tot2), agg.count(st.tot2)
+        return (empty if cur is None else cur), n_cur, (empty if base is None else base), n_base
 
     def judge(self, key: Hashable, st: WinState | None, now: int, evidence: Any, out: list[Output]) -> None:
-        cur_n, prev_n = (st.tot, st.tot2) if st is not None else (0, 0)
-        bar = prev_n * self.factor
-        holds = cur_n >= self.min_count and cur_n > bar and now >= self.judge_from
-        if holds or key in self.life.active:
-            change = round((cur_n - prev_n) / prev_n * 100, 2) if prev_n else None
-            self.life.update(key, holds, now, cur_n, bar, evidence or [],
-                             {"current": cur_n, "previous": prev_n, "change_pct": change}, out)
+        cur, n_cur, base, n_base = self._figures(st, now)
+        holds = False
+        bar = None
+        if cur is not None and base is not None and self.judge_from is not None and now >= self.judge_from:
+            if self.up and n_cur >= self.min_count and cur > base * self.rise:
+                holds, bar = True, base * self.rise
+            elif self.down and n_base >= self.min_count and cur < base * self.fall:
+                holds, bar = True, base * self.fall
+        if holds or key in self.life.active or key in self.life.pending:
+            if bar is None and base is not None:
+                bar = base * (self.rise if self.up else self.fall)
+            change = round((cur - base) / base * 100, 2) if base and cur is not None else None
+            details = {"current": cur, "previous": base, "change_pct": change}
+            if self.fn != "count":
+                details["fn"] = self.fn
+            self.life.update(key, holds, now, cur, bar, evidence or [], details, out)
+
+
+MODEL, RUNNER, DETAILS = SurgeRule, SurgeRunner, {"current", "previous", "change_pct", "fn"}
