@@ -79,7 +79,9 @@ class Runner:
         self.life = Lifecycle(rule, make_group(rule.group_by), wake, config.max_groups_per_rule, self.RESOLVED)
         window = rule.ms("window") if getattr(rule, "window", None) else 0
         # Idle eviction must never empty a window that is still counting.
-        idle = max(config.idle_timeout_ms, 2 * window + config.allowed_lateness_ms)
+        # An offset baseline's history must outlive the offset too.
+        offset = rule.ms("offset") if getattr(rule, "offset", None) else 0
+        idle = max(config.idle_timeout_ms, 2 * window + offset + config.allowed_lateness_ms)
         self.store = GroupStore(idle, config.max_groups_per_rule)
         self.timers = Timers(wake)
         self.skipped_no_group = 0

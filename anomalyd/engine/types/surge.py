@@ -65,7 +65,8 @@ class SurgeRunner(WindowedRunner):
         self.spans = 1 if self.history else 2
         self.agg = AGGREGATORS[rule.fn](self.n, self.spans)
         self.get = self.value_of(rule) if rule.fn != "count" else None
-        self.slots = self.offset // self.window + 2
+        self.lag = round(self.offset / self.b)  # the offset in buckets
+        self.slots = self.lag + self.n + 2
         self.judge_from: int | None = None  # first moment a whole baseline window has been observed
 
     def on_start(self, now: int, out: list[Output]) -> None:
@@ -91,11 +92,11 @@ class SurgeRunner(WindowedRunner):
     def new_state(self) -> WinState:
         st = WinState()
         if self.history:
-            st.hist = History(self.slots)
+            st.hist = History(self.slots, values=self.get is not None)
         return st
 
     def remember(self, st: WinState, ev: Any, v: Any) -> None:
-        st.hist.add(ev.ts // self.window, 1.0 if self.get is None else float(v), self.fn)
+        st.hist.add(ev.ts // self.b, 1.0 if self.get is None else float(v), self.fn)
 
     def schedule(self, key: Hashable, k: int, now: int) -> None:
         super().schedule(key, k, now)
@@ -113,9 +114,8 @@ class SurgeRunner(WindowedRunner):
         cur = agg.figure(st.tot)
         n_cur = agg.count(st.tot)
         if self.offset:
-            n_base, base = st.hist.baseline(now - self.offset - self.window + 1, self.window, self.fn)
-            if self.fn == "count":
-                base = n_base
+            hi = now // self.b - self.lag
+            n_base, base = st.hist.baseline(hi - self.n, hi, self.fn)
         else:
             base, n_base = agg.figure(st.tot2), agg.count(st.tot2)
         return (empty if cur is None else cur), n_cur, (empty if base is None else base), n_base
