@@ -1,6 +1,9 @@
 """Engine benchmarks: replay throughput against json.loads, and state memory per group.
 
-    python bench/bench_engine.py [--events 200000] [--groups 1000000]
+    python bench/bench_engine.py [--events 200000] [--groups 1000000] [--against REV]
+
+--against REV also runs the replay of git revision REV (its code and its
+rules/) on the same file in the same run, alternating, and prints both.
 
 Prints figures; results are recorded in bench/README.md. Throughput is
 measured in-process on one core, running exactly what `anomalyd replay` runs
@@ -47,7 +50,7 @@ def best_of(n: int, fn) -> float:
     return best
 
 
-def bench_replay(n_events: int) -> dict:
+def bench_replay(n_events: int, rules_dir: Path | None = None) -> dict:
     path = ROOT / "bench" / "out" / f"sim-{n_events}.jsonl"
     path.parent.mkdir(exist_ok=True)
     if not path.exists():
@@ -55,7 +58,7 @@ def bench_replay(n_events: int) -> dict:
             for env in generate(seed=11, events=n_events):
                 f.write(json.dumps(env, separators=(",", ":")) + "\n")
     lines = path.read_bytes().splitlines()
-    rules = load_rules(ROOT / "rules")
+    rules = load_rules(rules_dir or ROOT / "rules")
     from anomalyd.engine import tune_gc
 
     tune_gc()  # as `anomalyd replay` does
@@ -126,11 +129,98 @@ def bench_memory(n_groups: int) -> dict:
     }
 
 
+def bench_against(rev: str, n_events: int, rounds: int = 3) -> None:
+    """This tree's replay beside revision `rev`'s, in one run, alternating
+    (each round a fresh process of each), on the same file."""
+    import subprocess
+    import tempfile
+
+    bench_replay(n_events)  # writes the file both read
+    old = Path(tempfile.mkdtemp(prefix="bench-against-")) / "tree"
+    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), rev], check=True,
+                   capture_output=True)
+    code = ("import json,sys; sys.path.insert(0, sys.argv[1]); sys.argv=[sys.argv[0]];"
+            "import importlib.util as u; s=u.spec_from_file_location('b', sys.argv[0] if False else '%s');"
+            "m=u.module_from_spec(s); s.loader.exec_module(m); print(json.dumps(m.replay_only(%d, '%s')))")
+    try:
+        best: dict[str, float] = {}
+        for _ in range(rounds):
+            for name, tree in (("this tree", ROOT), (rev, old)):
+                out = subprocess.run([sys.executable, "-c", code % (ROOT / "bench" / "bench_engine.py", n_events, tree),
+                                      str(tree)], capture_output=True, text=True, check=True, cwd=tree)
+                r = json.loads(out.stdout.strip().splitlines()[-1])
+                best[name] = max(best.get(name, 0), r["replay_per_s"])
+                best[name + " json"] = max(best.get(name + " json", 0), r["json_loads_per_s"])
+                best[name + " rules"] = r["rules"]
+        for name in ("this tree", rev):
+            print(f"  {name:<12} {best[name]:>10,.0f} events/s  ({best[name + ' rules']} rules; "
+                  f"{best[name] / best[name + ' json']:.2f} x json.loads)")
+        print(f"  ratio: {best['this tree'] / best[rev]:.3f}")
+    finally:
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
+
+
+def replay_only(n_events: int, tree: str) -> dict:
+    """bench_replay with the engine and rules of another tree (sys.path set by the caller)."""
+    global Engine, EngineConfig, load_rules, write_outputs
+    import importlib
+
+    for name in [m for m in sys.modules if m == "anomalyd" or m.startswith("anomalyd.")]:
+        del sys.modules[name]
+    Engine = importlib.import_module("anomalyd.engine.engine").Engine
+    EngineConfig = importlib.import_module("anomalyd.engine.types").EngineConfig
+    load_rules = importlib.import_module("anomalyd.engine.rules.loader").load_rules
+    write_outputs = importlib.import_module("anomalyd.cli.replay").write_outputs
+    r = bench_replay(n_events, Path(tree) / "rules")
+    r["rules"] = len(load_rules(Path(tree) / "rules").rules)
+    return r
+
+
+def bench_state() -> None:
+    """Bytes per group of the second edition's windowed state."""
+    from anomalyd.engine.rules.model import RuleBase  # noqa: F401  (the registry below)
+    from anomalyd.engine.types import RULE_TYPES
+
+    t0 = 1_781_712_000_000
+    cases = {
+        "surge offset 7d, window 10m (count)": dict(type="surge", source="complaints", window="10m", pct=50,
+                                                    baseline="offset", offset="7d", group_by=["sku"]),
+        "aggregate sum, window 10m": dict(type="aggregate", source="complaints", fn="sum", field="ts", window="10m",
+                                          op=">", value=0, group_by=["sku"]),
+        "aggregate distinct, window 10m, 1,000 values": dict(type="aggregate", source="complaints", fn="distinct",
+                                                            field="ticket_id", window="10m", op=">", value=1e9,
+                                                            group_by=["sku"]),
+    }
+    for name, kw in cases.items():
+        r = RULE_TYPES[kw["type"]].model_validate({"id": "b", **kw})
+        eng = Engine([r], EngineConfig(max_groups_per_rule=10**6))
+        groups = 200 if "distinct" in name else 2000
+        per = 1000 if "distinct" in name else 10
+        gc.collect()
+        tracemalloc.start()
+        base = tracemalloc.get_traced_memory()[0]
+        for i in range(per):
+            for g in range(groups):
+                eng.process_line('{"topic":"complaints","value":{"event_id":"e%d-%d","ts":%d,"ticket_id":"T-%d",'
+                                 '"category":"q","sku":"S-%d"}}' % (g, i, t0 + i * 500, i, g))
+        gc.collect()
+        used = tracemalloc.get_traced_memory()[0] - base
+        tracemalloc.stop()
+        print(f"  {name:<46} {used / groups:>10,.0f} bytes/group ({groups} groups, {per} events each)")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--groups", type=int, default=1_000_000)
+    ap.add_argument("--against", metavar="REV", help="also replay git revision REV's code and rules, in the same run")
     a = ap.parse_args()
+    if a.against:
+        print(f"replay, {a.events} simulated events, this tree against {a.against} (best of 3 alternating runs):")
+        bench_against(a.against, a.events)
+        print("state per group (tracemalloc):")
+        bench_state()
+        return
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     r = bench_replay(a.events)
     print(f"replay, default rules, {r['events']} simulated events ({r['outputs']} output records):")

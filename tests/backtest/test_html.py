@@ -36,8 +36,8 @@ def test_self_contained_and_complete(report: Path):
     html = report.read_text()
     for needle in ("<script", "<link", "src=", "url(", "@import", "http://", "https://"):
         assert needle not in html, needle
-    assert html.count('<svg class="tl"') == 6  # a timeline per rule that fired
-    assert html.count("No alerts over the input") == 1  # order-feed-silent
+    assert html.count('<svg class="tl"') == 7  # a timeline per rule that fired
+    assert html.count("No alerts over the input") == 4  # order-feed-silent and three new rules (no such traffic)
     for section in ("<h2>Rules</h2>", "Changes against the baseline", "Labelled anomalies", "<h2>Timelines</h2>"):
         assert section in html
     assert 'id="rule-negative-stock"' in html and 'href="#rule-negative-stock"' in html

@@ -83,6 +83,11 @@ def test_seed_stories_fire_exactly_the_expected_alerts(replayed):
         ("complaint-surge", '{"sku": "SKU-C"}', "resolved"): 1,
         ("payment-failure-ratio", '{"merchant_id": "M-BAD"}', "firing"): 1,
         ("payment-failure-ratio", '{"merchant_id": "M-BAD"}', "resolved"): 1,   # its payments stop at ~10m
+        # both merchants' payments stop: takings fall to nothing (for 2m), then the window empties
+        ("takings-drop", '{"merchant_id": "M-BAD"}', "firing"): 1,
+        ("takings-drop", '{"merchant_id": "M-BAD"}', "resolved"): 1,
+        ("takings-drop", '{"merchant_id": "M-OK"}', "firing"): 1,
+        ("takings-drop", '{"merchant_id": "M-OK"}', "resolved"): 1,
         ("payment-error-burst", '{"method": "transfer", "error_code": "E_BANK_DOWN"}', "firing"): 1,
         ("payment-error-burst", '{"method": "transfer", "error_code": "E_BANK_DOWN"}', "resolved"): 1,
     })

@@ -96,3 +96,27 @@ def test_shard_of_is_stable_across_processes():
     a = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": "1"}).stdout
     b = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env={"PYTHONHASHSEED": "2"}).stdout
     assert a == b and a.strip() == str([shard_of(k, 8) for k in ("SKU-1", "M-7", 42, ("a", "b"), "")])
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 4])
+def test_shards_together_equal_one_engine_with_the_second_edition_types(count, tmp_path):
+    import yaml
+
+    from tests.engine.types.test_second_edition import RULES, _stream
+
+    (tmp_path / "new.yaml").write_text(yaml.safe_dump({"rules": [dict(r) for r in RULES]}))
+    rules = load_rules(tmp_path)
+    lines = _stream()
+    eng = Engine(rules)
+    one = [x for ln in lines for x in eng.process_event(*decode_line(ln))]
+    assert {v["rule_id"] for t, _, v in one if t == "alerts"} >= {"floor", "neg", "coupon", "takings"}
+    router, shards = Engine(rules), [Engine(rules) for _ in range(count)]
+    for i, s in enumerate(shards):
+        s.set_shard(i, count)
+    many = []
+    for ln in lines:
+        topic, ev = decode_line(ln)
+        to = router.route(topic, ev, count)
+        for i, s in enumerate(shards):
+            many.extend(s.process_event(topic, ev) if i in to else s.advance_to(ev.ts))
+    assert _canon(many) == _canon(one)

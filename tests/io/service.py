@@ -54,6 +54,8 @@ class Service:
             **{f"ANOMALYD_TOPIC_{k.upper().replace('-', '_')}": v for k, v in self.topics.items()},
             **env,
         }
+        # The settings' names for these two (an unknown ANOMALYD_ name is refused).
+        del self.env["ANOMALYD_TOPIC_BREAKER_COMMANDS"]
         self.env["ANOMALYD_TOPIC_COMMANDS"] = self.topics["breaker-commands"]
         self.env["ANOMALYD_TOPIC_ALERTS_SHADOW"] = self.topics["alerts-shadow"]
         self.proc: subprocess.Popen | None = None

@@ -164,6 +164,8 @@ class WindowedRunner(Runner):
         self.window = rule.ms("window")
         self.b = max(1, self.window // 10)
         self.n = -(-self.window // self.b)  # buckets per window (ceil)
+        # put_value not overridden: the event itself is counted (no call per event).
+        self.counts_events = type(self).put_value is WindowedRunner.put_value
 
     def schedule(self, key: Hashable, k: int, now: int) -> None:
         """An event in bucket k changes the verdict when it enters (if it is
@@ -191,9 +193,12 @@ class WindowedRunner(Runner):
         key = self.group_key(ev)
         if key is _SKIP:
             return
-        v = self.put_value(ev)
-        if v is NO_VALUE:
-            return  # an expression with no value for this event: not counted
+        if self.counts_events:
+            v = ev
+        else:
+            v = self.put_value(ev)
+            if v is NO_VALUE:
+                return  # an expression with no value for this event: not counted
         st = self.store.get(key)
         if st is None:
             st = self.new_state()
@@ -201,11 +206,12 @@ class WindowedRunner(Runner):
         b = self.b
         k = ev.ts // b
         cur = now // b
+        agg = self.agg
         if st.at == cur:
-            self.agg.add(st, v, k, cur)  # also updates the running totals
+            agg.add(st, v, k, cur)  # also updates the running totals
         else:
-            self.agg.add(st, v, k, None)
-            self.agg.totals(st, cur)
+            agg.add(st, v, k, None)
+            agg.totals(st, cur)
         if st.evidence is not None and (v is True or not self.hits_only):
             st.evidence.append(ev.event_id)
         if self.history:

@@ -65,6 +65,7 @@ class SurgeRunner(WindowedRunner):
         self.spans = 1 if self.history else 2
         self.agg = AGGREGATORS[rule.fn](self.n, self.spans)
         self.get = self.value_of(rule) if rule.fn != "count" else None
+        self.counts_events = self.get is None
         self.lag = round(self.offset / self.b)  # the offset in buckets
         self.slots = self.lag + self.n + 2
         self.judge_from: int | None = None  # first moment a whole baseline window has been observed
