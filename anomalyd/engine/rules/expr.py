@@ -202,7 +202,11 @@ def declared_types(source: str) -> dict[str, Any]:
         if kind == "list":
             out[name] = T.List(T.STRING)
         elif kind == "number":
-            out[name] = T.INT if py is int else T.DOUBLE
+            # Every number field is a double (ints converted in the
+            # activation): mixed int/double arithmetic then runs in cel-cpp,
+            # not in the Python overloads, which leak in cel-expr-python 0.1.3
+            # (notes/expressions.md). Only literals still mix.
+            out[name] = T.DOUBLE
         elif kind == "string":
             out[name] = T.STRING
         else:  # not expected in events.py today: leave it to run time
@@ -280,6 +284,16 @@ _EMPTY: dict = {}
 _ERROR = T.ERROR
 
 
+def _as_double(name: str, v: Any) -> Any:
+    """Numbers reach CEL as doubles (see declared_types); `ts` stays an int."""
+    t = type(v)
+    if t is int:
+        return v if name == "ts" else float(v)
+    if t is dict:  # attrs
+        return {k: float(x) if type(x) is int else x for k, x in v.items()}
+    return v
+
+
 class Expr:
     """A compiled expression; call it on an event model."""
 
@@ -314,11 +328,11 @@ class Expr:
             name = names[0]
             if v is None:
                 return {"attrs": _EMPTY} if name == "attrs" else _EMPTY
-            return {name: v}
+            return {name: _as_double(name, v)}
         data = {}
         for name, v in zip(names, self._get(ev)):
             if v is not None:
-                data[name] = v
+                data[name] = _as_double(name, v)
             elif name == "attrs":
                 data[name] = _EMPTY
         return data
