@@ -51,12 +51,13 @@ def list_rules(directory: str) -> int:
     from rich.table import Table
 
     t = Table(title=f"rules in {directory}")
-    for col in ("id", "type", "source", "severity", "owner", "state", "breaker"):
+    for col in ("id", "type", "source", "severity", "owner", "state", "for", "breaker"):
         t.add_column(col)
     for lr in sorted(rs.rules, key=lambda x: x.rule.id):
         r = lr.rule
         state = ("shadow" if r.mode == "shadow" else "live") if r.enabled else "disabled"
-        t.add_row(r.id, r.type, r.source, r.severity, r.owner or "-", state,  # type: ignore[attr-defined]
-                  r.breaker.action if r.breaker else "-")
-    Console(width=120).print(t)
+        kind = r.type + (f" {r.fn}" if getattr(r, "fn", "count") != "count" else "")  # type: ignore[attr-defined]
+        t.add_row(r.id, kind, r.source, r.severity, r.owner or "-", state,
+                  r.for_ if r.for_ != "0s" else "-", r.breaker.action if r.breaker else "-")
+    Console(width=140).print(t)
     return 0
