@@ -81,6 +81,17 @@ class Aggregator:
         return tot[0]
 
     # -- shared ---------------------------------------------------------------
+    def running(self, st: WinState, k: int, cur: int | None) -> Any:
+        """The running total (a list) that an event in bucket k adds to, if any."""
+        if cur is None:
+            return None
+        n = self.n
+        if cur - n < k <= cur:
+            return st.tot
+        if self.spans == 2 and cur - 2 * n < k <= cur - n:
+            return st.tot2
+        return None
+
     def add(self, st: WinState, v: Any, k: int, cur: int | None) -> None:
         """An event's value into bucket k; with `cur` (the totals are as of
         bucket cur), into the running total of the window it falls in."""
@@ -189,14 +200,8 @@ class Sum(Aggregator):
         else:
             cell[0] += 1
             cell[1] += v
-        if cur is not None:
-            n = self.n
-            if cur - n < k <= cur:
-                tot = st.tot
-            elif self.spans == 2 and cur - 2 * n < k <= cur - n:
-                tot = st.tot2
-            else:
-                return
+        tot = self.running(st, k, cur)
+        if tot is not None:
             tot[0] += 1
             tot[1] += v
 
@@ -257,14 +262,8 @@ class Distinct(Aggregator):
             v = None  # counted as an event, not as a value
         else:
             self.put(cell, v)
-        if cur is not None:
-            n = self.n
-            if cur - n < k <= cur:
-                tot = st.tot
-            elif self.spans == 2 and cur - 2 * n < k <= cur - n:
-                tot = st.tot2
-            else:
-                return
+        tot = self.running(st, k, cur)
+        if tot is not None:
             tot[0] += 1
             if v is not None:
                 tot[1].add(v)
