@@ -26,7 +26,7 @@ from aiokafka.abc import ConsumerRebalanceListener
 from ..engine import snapshot
 from ..engine.engine import Engine
 from ..engine.rules.loader import RuleLoadError, RuleSet, load_rules
-from ..engine.timeutil import parse_ts
+from ..engine.timeutil import format_duration, format_ts, parse_ts
 from .kafkalog import quiet_aiokafka
 from .ordering import ReorderBuffer
 from .snapshots import SnapshotFile
@@ -45,6 +45,8 @@ KAFKA_WAIT_S = 10.0
 # waiting fetch when data arrives (measured: p50 7.5 ms, max 25 ms of added
 # delay at 50 ms), so this bounds part of the event-to-alert latency.
 FETCH_MAX_WAIT_MS = 50
+DEAD_LOG_S = 10.0  # dead letters are logged at most this often, counted by reason
+INF = float("inf")
 
 
 class OutputNotDelivered(RuntimeError):
@@ -60,7 +62,9 @@ def figures(eng: Engine) -> dict:
             "alerts": {rid: dict(r.life.counts) for rid, r in eng.runners.items()},
             "commands": {rid: dict(r.life.commands) for rid, r in eng.runners.items()},
             "evicted": {rid: r.store.evicted for rid, r in eng.runners.items()},
-            "alerts_evicted": {rid: r.life.evicted for rid, r in eng.runners.items()}}
+            "alerts_evicted": {rid: r.life.evicted for rid, r in eng.runners.items()},
+            "expr_errors": {rid: r.expr_errors() for rid, r in eng.runners.items()},
+            "distinct_capped": {rid: r.capped() for rid, r in eng.runners.items() if hasattr(r, "capped")}}
 
 
 def _combine(a: Any, b: Any, sign: int) -> Any:
@@ -172,6 +176,10 @@ class Worker:
         self._commits: dict[int, asyncio.Future] = {}  # per consumer: the commit that may still wait
         self.records = 0
         self.produced: dict[str, int] = {}
+        # Dead letters are logged counted by reason, at most once per DEAD_LOG_S.
+        self.dead_counts: dict[str, int] = {}
+        self.dead_since: float | None = None
+        self.dead_logged = -DEAD_LOG_S
         self.pending_reload: RuleSet | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -314,7 +322,12 @@ class Worker:
             fut = await self.producer.send(topic, key=key.encode(), value=json.dumps(value, separators=(",", ":")).encode())
             fut.add_done_callback(self._delivered)
             self.produced[kind] = self.produced.get(kind, 0) + 1
-            if kind in ("alerts", "alerts-shadow"):
+            if kind == "dead-letter":
+                code = value.get("reason_code", "?")
+                self.dead_counts[code] = self.dead_counts.get(code, 0) + 1
+                if self.dead_since is None:
+                    self.dead_since = time.monotonic()
+            elif kind in ("alerts", "alerts-shadow"):
                 self.hooks.alert_latency(max(0.0, now - parse_ts(value["ts"]) / 1000))
                 if kind == "alerts" and self.alert_sink is not None:
                     self.alert_sink.submit(value)
@@ -323,6 +336,20 @@ class Worker:
                                 json.dumps(value["group"]), value["message"])
             elif kind == "breaker-commands" and self.log_alerts:
                 log.warning("breaker %s %s %s", value["action"].upper(), value["breaker"], json.dumps(value["scope"]))
+        self.log_dead_letters()
+
+    def log_dead_letters(self, clock: Callable[[], float] = time.monotonic) -> None:
+        """One line for the dead letters since the last, at most every
+        DEAD_LOG_S: a flood of bad records is one line, not one each."""
+        now = clock()
+        if not self.dead_counts or now - self.dead_logged < DEAD_LOG_S:
+            return
+        n = sum(self.dead_counts.values())
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(self.dead_counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        span = format_duration(max(1000, int((now - (self.dead_since or now)) * 1000) // 1000 * 1000))
+        log.warning("dead-lettered %d record%s in the last %s (%s); see the dead-letter topic", n,
+                    "" if n == 1 else "s", span, reasons)
+        self.dead_counts, self.dead_since, self.dead_logged = {}, None, now
 
     # -- main loop ---------------------------------------------------------------
     async def run(self) -> None:
@@ -357,6 +384,8 @@ class Worker:
                     log.error("fetch failed: %s", exc)
                     await asyncio.sleep(1)
                     continue
+                if not batch and not self.pending():
+                    self.idle_turn()
                 if batch or self.pending():
                     await self._process(batch)
                 if time.monotonic() - last_snap >= self.snapshot_interval_s:
@@ -445,6 +474,13 @@ class Worker:
         self.records += n
         self.hooks.batch(time.perf_counter() - t, n)
 
+    def idle_turn(self) -> None:
+        """A loop turn with no records and none held: the stall timer starts
+        again (events arriving after an idle hour are not "held for 1h"), and
+        dead letters counted since the last line are logged when due."""
+        self.held_since = time.monotonic()
+        self.log_dead_letters()
+
     def _stall_check(self, moved: bool) -> None:
         """Say once a minute why events are held, when they have been held
         for 10 s: which partition holds the watermark, and in what state."""
@@ -459,10 +495,13 @@ class Worker:
         w = buf.watermark()
         holders = [p for p, m in buf.part_max.items() if m == w]
         paused = {(tp.topic, tp.partition) for tp in self.consumer.paused()}
-        log.warning("events held for %.0fs: %d buffered, watermark %s held by %s (caught-up since %s, lag %s, "
-                    "paused in the consumer %s); %d partitions paused by flow control", now - self.held_since,
-                    len(buf), w, holders, [buf.caught_up.get(p) for p in holders], [self.lag.get(p) for p in holders],
-                    [p in paused for p in holders], len(self.paused))
+        since = [None if buf.caught_up.get(p) is None else format_duration(int((now - buf.caught_up[p]) * 1000) // 1000 * 1000 or 1000) + " ago"
+                 for p in holders]
+        log.warning("events held for %s: %d buffered, event time %s held by %s (caught up: %s, lag %s, "
+                    "paused in the consumer %s); %d partitions paused by flow control",
+                    format_duration(int(now - self.held_since) * 1000 or 1000), len(buf),
+                    format_ts(int(w)) if w not in (INF, -INF) else w, holders, since,
+                    [self.lag.get(p) for p in holders], [p in paused for p in holders], len(self.paused))
 
     def _fetch_watch(self) -> None:
         """Every partition we have not paused must be fetched. If the client

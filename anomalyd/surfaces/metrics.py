@@ -54,6 +54,11 @@ class EngineCollector:
                                 "Firing alerts forgotten over the cap (no resolved record; breakers lapse at expires_at)",
                                 labels=["rule_id"])
         o = GaugeMetricFamily("anomalyd_breakers_open", "Breaker scopes open now", labels=["rule_id"])
+        xe = CounterMetricFamily("anomalyd_expression_errors",
+                                 "Rule expressions that failed on an event (false / no verdict)", labels=["rule_id"])
+        dc = CounterMetricFamily("anomalyd_distinct_capped",
+                                 "Values not kept by a distinct aggregate over its per-group cap (the figure is then a lower bound)",
+                                 labels=["rule_id"])
         for rid, r in sorted(gau["rules"].items()):
             mode = r["mode"]
             for (sev, status), n in sorted(cnt["alerts"].get(rid, {}).items()):
@@ -65,7 +70,10 @@ class EngineCollector:
             e.add_metric([rid], cnt["evicted"].get(rid, 0))
             x.add_metric([rid], cnt["alerts_evicted"].get(rid, 0))
             o.add_metric([rid], r["open"])
-        yield from (a, b, g, f, e, x, o)
+            xe.add_metric([rid], cnt.get("expr_errors", {}).get(rid, 0))
+            if rid in cnt.get("distinct_capped", {}):
+                dc.add_metric([rid], cnt["distinct_capped"][rid])
+        yield from (a, b, g, f, e, x, o, xe, dc)
         yield GaugeMetricFamily("anomalyd_rules_loaded", "Enabled rules running", value=gau["rules_loaded"])
         info = GaugeMetricFamily("anomalyd_ruleset_info", "Version of the running rule set", labels=["version"])
         info.add_metric([gau["version"] or "none"], 1)
