@@ -183,8 +183,7 @@ class Lifecycle:
         elif rule.message:
             message = rule.message.format_map(fields)
         else:
-            where = ", ".join(f"{k}={v}" for k, v in group.items())
-            message = f"{rule.description or rule.id}{' (' + where + ')' if where else ''}: value {value}, threshold {threshold}"
+            message = f"{rule.description or rule.id}{fields['where']}: value {value}, threshold {threshold}"
         self.counts[(rule.severity, status)] = self.counts.get((rule.severity, status), 0) + 1
         return {
             "alert_id": alert_id, "fingerprint": fp, "rule_id": rule.id, "rule_version": self.version,

@@ -3,6 +3,8 @@ partitions and the groups, and say together what `anomalyd replay` says."""
 
 from __future__ import annotations
 
+import contextlib
+
 import json
 import shutil
 import signal
@@ -75,11 +77,10 @@ def with_future_events(lines: list[str]) -> list[str]:
     return out
 
 
-def test_two_workers_share_the_work_and_equal_replay(broker, tmp_path):
-    lines = with_future_events([ln for ln in seed_stories() if '"refunds"' not in ln])
-    ref = replay(lines)
-    assert sum(d["reason_code"] == "future_ts" for d in ref["dead-letter"]) == 3
-    a = sharded(broker, tmp_path)
+@contextlib.contextmanager
+def two_workers(a: Service, lines: list[str]):
+    """`lines` on the input topics, then `a` and a twin worker started and
+    ready; both must stop cleanly (exit 0) afterwards."""
     b = a.twin()
     produce_lines(a, lines)
     a.start()
@@ -87,12 +88,20 @@ def test_two_workers_share_the_work_and_equal_replay(broker, tmp_path):
     try:
         a.wait_ready()
         b.wait_ready()
+        yield a, b
+    finally:
+        assert a.stop() == 0 and b.stop() == 0
+
+
+def test_two_workers_share_the_work_and_equal_replay(broker, tmp_path):
+    lines = with_future_events([ln for ln in seed_stories() if '"refunds"' not in ln])
+    ref = replay(lines)
+    assert sum(d["reason_code"] == "future_ts" for d in ref["dead-letter"]) == 3
+    with two_workers(sharded(broker, tmp_path), lines) as (a, b):
         out = wait_outputs(a, ids(ref), [a, b], timeout=60, ref=ref)
         time.sleep(2)  # anything extra would show now
         out = a.outputs()
         shards = [a.metric("anomalyd_assigned_partitions"), b.metric("anomalyd_assigned_partitions")]
-    finally:
-        assert a.stop() == 0 and b.stop() == 0
     assert set(ids(out)[0]) == set(ids(ref)[0])
     assert set(ids(out)[1]) == set(ids(ref)[1])
     assert sorted(shards) == [2, 2]  # four shards, two each

@@ -10,7 +10,7 @@ import yaml
 
 from tests.engine.types.test_second_edition import RULES, _stream
 from tests.io.service import Service
-from tests.io.test_scaleout import ids, sharded, wait_outputs
+from tests.io.test_scaleout import ids, sharded, two_workers, wait_outputs
 from tests.io.test_worker import produce_lines, replay
 
 pytestmark = pytest.mark.kafka
@@ -48,14 +48,6 @@ def test_new_types_in_scale_out_mode_equal_replay(broker, tmp_path):
     a = sharded(broker, tmp_path)
     a.rules = rules
     a.env["ANOMALYD_RULES_DIR"] = str(rules)
-    b = a.twin()
-    produce_lines(a, lines)
-    a.start()
-    b.start()
-    try:
-        a.wait_ready()
-        b.wait_ready()
+    with two_workers(a, lines) as (a, b):
         out = wait_outputs(a, ids(ref), [a, b], timeout=60, ref=ref)
-    finally:
-        assert a.stop() == 0 and b.stop() == 0
     assert set(ids(out)[0]) == set(ids(ref)[0]) and set(ids(out)[1]) == set(ids(ref)[1])

@@ -11,7 +11,7 @@ from pydantic import Field
 from ..lifecycle import Output
 from ..rules.model import CompareOp, DurationText, ValueRule
 from ..windows import AGGREGATORS, WinState
-from .base import NO_VALUE, NUMERIC_OPS, WindowedRunner
+from .base import NUMERIC_OPS, WindowedRunner, aggregated
 
 
 class AggregateRule(ValueRule):
@@ -36,10 +36,7 @@ class AggregateRunner(WindowedRunner):
         self.min_count = rule.min_count
 
     def put_value(self, ev: Any) -> Any:
-        v = self.get(ev)
-        if self.fn == "distinct":
-            return v if type(v) in (str, int, float) else NO_VALUE
-        return v if type(v) is int or type(v) is float else NO_VALUE
+        return aggregated(self.fn, self.get(ev))
 
     def capped(self) -> int:
         return self.agg.capped

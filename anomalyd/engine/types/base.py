@@ -9,13 +9,21 @@ from typing import Any, Callable, Hashable
 
 from ..lifecycle import Lifecycle, Output
 from ..rules.conditions import compile_all, getter, value_getter
+from ..rules.expr import NO_VALUE
 from ..rules.model import RuleBase
 from ..state import INF, GroupStore, Timers, Wake
-from ..rules.expr import NO_VALUE
-from ..windows import EVIDENCE, Aggregator, WinState, prune
+from ..windows import EVIDENCE, Aggregator, WinState
 
 NUMERIC_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
                "==": operator.eq, "!=": operator.ne}
+
+
+def aggregated(fn: str, v: Any) -> Any:
+    """The value an aggregate function takes from an event: a number, or
+    for `distinct` any scalar; NO_VALUE (not counted) otherwise."""
+    if fn == "distinct":
+        return v if type(v) in (str, int, float) else NO_VALUE
+    return v if type(v) is int or type(v) is float else NO_VALUE
 
 
 @dataclass
@@ -110,10 +118,6 @@ class Runner:
     def expr_errors(self) -> int:
         return sum(e.errors for e in self.exprs)
 
-    def tracked(self, key: Hashable) -> bool:
-        """Does the lifecycle follow this group (firing, or pending its `for`)?"""
-        return key in self.life.active or key in self.life.pending
-
     def dump_state(self) -> Any:
         """The type's own state beyond groups, timers and lifecycle (plain values)."""
         return None
@@ -149,8 +153,6 @@ class Runner:
 
     def groups(self) -> int:
         return len(self.store)
-
-    prune = staticmethod(prune)
 
 
 class WindowedRunner(Runner):
@@ -234,4 +236,4 @@ class WindowedRunner(Runner):
         self.judge(key, st, t, None, out)
 
 
-__all__ = ["EngineConfig", "Runner", "WindowedRunner", "WinState", "NUMERIC_OPS", "INF", "_SKIP", "EVIDENCE", "NO_VALUE"]
+__all__ = ["aggregated", "EngineConfig", "Runner", "WindowedRunner", "WinState", "NUMERIC_OPS", "INF", "_SKIP", "EVIDENCE", "NO_VALUE"]

@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from ..lifecycle import Output
 from ..rules.model import DurationText, ValueRule
-from ..windows import WinState
+from ..windows import WinState, prune
 from .base import _SKIP, Runner
 
 
@@ -72,7 +72,7 @@ class ChangeRunner(Runner):
         lo = cur - self.n
         if st.at != cur:  # crossed a bucket boundary: recompute the running totals
             if len(buckets) > self.n + 2:
-                self.prune(buckets, lo)
+                prune(buckets, lo)
             s = c = 0
             for k, (bs, bc) in buckets.items():
                 if lo < k <= cur:

@@ -12,7 +12,7 @@ from pydantic import Field, model_validator
 from ..lifecycle import Output
 from ..rules.model import DurationText, ValueRule
 from ..windows import AGGREGATORS, History, WinState
-from .base import NO_VALUE, WindowedRunner
+from .base import WindowedRunner, aggregated
 
 Fn = Literal["count", "sum", "avg", "min", "max", "distinct"]
 _EMPTY_IS_ZERO = {"count", "sum", "distinct"}  # an empty window's figure; avg/min/max have none
@@ -85,10 +85,7 @@ class SurgeRunner(WindowedRunner):
     def put_value(self, ev: Any) -> Any:
         if self.get is None:
             return ev  # counted
-        v = self.get(ev)
-        if self.fn == "distinct":
-            return v if type(v) in (str, int, float) else NO_VALUE
-        return v if type(v) is int or type(v) is float else NO_VALUE
+        return aggregated(self.fn, self.get(ev))
 
     def new_state(self) -> WinState:
         st = WinState()
