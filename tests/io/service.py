@@ -131,8 +131,12 @@ class Service:
                 return None
         return self.proc.returncode if self.proc else None
 
-    def outputs(self, timeout_s: float = 1.5) -> dict[str, list[dict]]:
-        recs = consume_all(self.bootstrap, [self.topics[t] for t in OUTPUTS], timeout_s, security=self.security)
+    def outputs(self, idle_s: float = 1.5, timeout_s: float = 60) -> dict[str, list[dict]]:
+        """Every output record so far: read until nothing new came for
+        ``idle_s``. (An overall cap of 1.5 s once cut reads short on a loaded
+        CI machine and looked like lost alerts.)"""
+        recs = consume_all(self.bootstrap, [self.topics[t] for t in OUTPUTS], timeout_s, security=self.security,
+                           idle_s=idle_s, first_record_wait_s=max(idle_s, 3.0))
         back = {v: k for k, v in self.topics.items()}
         out: dict[str, list[dict]] = {t: [] for t in OUTPUTS}
         for topic, _p, _o, key, value in recs:

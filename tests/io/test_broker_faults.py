@@ -109,7 +109,9 @@ def _check_recovery(rec: dict, ref: dict) -> None:
     out = rec["out"]
     got = [a["alert_id"] for a in out["alerts"]]
     want = {a["alert_id"] for a in ref["alerts"]}
-    assert not want - set(got), f"{len(want - set(got))} alerts of the replay lost"
+    lost = [(a["rule_id"], a["group"], a["status"], a["ts"]) for a in ref["alerts"] if a["alert_id"] not in got]
+    logged = len(re.findall(r"worker: alert ", rec["log"]))  # what the service says it sent
+    assert not lost, f"{len(lost)} alerts of the replay lost ({logged} logged as sent, {len(got)} read): {lost}"
     assert set(got) == want, "alerts that replay does not give"
     # at least once: a duplicate is the same record again, under the same id
     cmds = {(c["command_id"], c["action"]) for c in out["breaker-commands"]}

@@ -42,7 +42,7 @@ def wait_outputs(svc: Service, want: tuple[list, list], workers: list[Service], 
     not wrong)."""
     last, seen = time.time(), -1
     while True:
-        out = svc.outputs(timeout_s=0.5)
+        out = svc.outputs(idle_s=0.5)
         got = ids(out)
         if set(got[0]) >= set(want[0]) and set(got[1]) >= set(want[1]):
             return out
