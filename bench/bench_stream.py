@@ -53,7 +53,8 @@ from anomalyd.io.admin import ensure_topics  # noqa: E402
 from anomalyd.io.broker import EmbeddedBroker  # noqa: E402
 from anomalyd.io.snapshots import SnapshotFile  # noqa: E402
 from anomalyd.io.tools import KEY_FIELD, produce_envelopes  # noqa: E402
-from anomalyd.io.worker import Worker  # noqa: E402
+from anomalyd.io.direct import direct_worker  # noqa: E402
+from anomalyd.io.runtime import Runtime  # noqa: E402
 from anomalyd.simulate import generate  # noqa: E402
 from anomalyd.surfaces.metrics import PromHooks  # noqa: E402
 from anomalyd.surfaces.settings import Settings  # noqa: E402
@@ -86,21 +87,21 @@ class BenchHooks(PromHooks):
 LIVE_DELAY_MS: int | None = None  # --live-delay-ms
 
 
-def make_worker(bootstrap: str, prefix: str, state_dir: str) -> tuple[Worker, BenchHooks]:
+def make_worker(bootstrap: str, prefix: str, state_dir: str) -> tuple[Runtime, BenchHooks]:
     s = Settings()
     inputs, outputs = names(prefix)
     hooks = BenchHooks(CollectorRegistry())
     group = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
     engine = Engine(load_rules(ROOT / "rules"), engine_config(s))
-    w = Worker(bootstrap=bootstrap, engine=engine, input_topics=inputs, output_topics=outputs, group_id=group,
-               snapshots=SnapshotFile(Path(state_dir), group), snapshot_interval_s=s.ms("snapshot_interval") / 1000,
-               session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(), client_id=s.client_id,
-               hooks=hooks, log_alerts=s.log_alerts, partition_idle_s=s.ms("partition_idle_timeout") / 1000,
-               partition_live_delay_ms=s.ms("partition_live_delay") if LIVE_DELAY_MS is None else LIVE_DELAY_MS)
+    w = direct_worker(bootstrap=bootstrap, engine=engine, input_topics=inputs, output_topics=outputs, group_id=group,
+                      snapshots=SnapshotFile(Path(state_dir), group), snapshot_interval_s=s.ms("snapshot_interval") / 1000,
+                      session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(), client_id=s.client_id,
+                      hooks=hooks, log_alerts=s.log_alerts, partition_idle_s=s.ms("partition_idle_timeout") / 1000,
+                      partition_live_delay_ms=s.ms("partition_live_delay") if LIVE_DELAY_MS is None else LIVE_DELAY_MS)
     return w, hooks
 
 
-async def stop_worker(w: Worker, task: asyncio.Task) -> None:
+async def stop_worker(w: Runtime, task: asyncio.Task) -> None:
     w.stopping.set()
     try:
         await asyncio.wait_for(task, timeout=20)
@@ -115,8 +116,12 @@ async def create_topics(bootstrap: str, prefix: str) -> None:
         None, lambda: ensure_topics(bootstrap, {t: PARTITIONS for t in [*inputs, *outputs.values()]}))
 
 
-def processed(w: Worker) -> int:
-    e = w.engine
+def direct(w: Runtime):
+    return w.stage("direct").strategy
+
+
+def processed(w: Runtime) -> int:
+    e = direct(w).engine
     return sum(e.consumed.values()) + sum(e.invalid.values())  # e.late is a subset of e.consumed
 
 
@@ -140,7 +145,7 @@ async def bench_worker(bootstrap: str, prefix: str, n: int, state_dir: str, time
         if p >= n:
             t_done = now
             break
-    e = w.engine
+    e = direct(w).engine
     res = dict(n=n, processed=processed(w), late=e.late, invalid=sum(e.invalid.values()),
                alerts=w.produced.get("alerts", 0), fetched=w.records, held_at_fetched=held_at_fetched)
     await stop_worker(w, task)
@@ -265,7 +270,7 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
     # into the reorder buffer), released to the engine, alert handed to the
     # producer, alert read by the measuring consumer. Wall clock, seconds.
     stages: dict[str, dict[str, float]] = {}
-    orig = w.engine.process_event
+    orig = direct(w).engine.process_event
 
     def process_event(source, ev):
         ooo["events"] += 1
@@ -279,8 +284,8 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
             st["released"] = time.time()
         return orig(source, ev)
 
-    w.engine.process_event = process_event
-    orig_push = w.buffer.push
+    direct(w).engine.process_event = process_event
+    orig_push = direct(w).buffer.push
 
     def push(part, ts, item):
         eid = getattr(item[1], "event_id", "")
@@ -288,7 +293,7 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
             stages[eid] = {"ts": ts / 1000, "fetched": time.time()}
         return orig_push(part, ts, item)
 
-    w.buffer.push = push
+    direct(w).buffer.push = push
     orig_emit = w.emit
 
     async def emit(outs):
@@ -319,7 +324,7 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
             await asyncio.sleep(0.05)
             if warmup_s < time.perf_counter() - tp0 < seconds:  # while traffic flows
                 wm["samples"] += 1
-                wm["inf"] += w.buffer.watermark() == float("inf")
+                wm["inf"] += direct(w).buffer.watermark() == float("inf")
 
 
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
@@ -383,7 +388,7 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
     await asyncio.gather(*futs)
     await producer.stop()
     # Wait for trailing alerts (restocks in flight + one idle timeout + margin).
-    await asyncio.sleep(1.0 + w.buffer.idle_s + 1.5)
+    await asyncio.sleep(1.0 + direct(w).buffer.idle_s + 1.5)
     done.set()
     await reader
     await sampler
@@ -391,7 +396,7 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
     await ac.stop()
     q50, hn, hsum = hist_quantile(hooks.latency, 0.5)
     q99, _, _ = hist_quantile(hooks.latency, 0.99)
-    e = w.engine
+    e = direct(w).engine
     _, snap_n, snap_sum = hist_quantile(hooks.snap, 0.5)
     info = dict(late=e.late, invalid=sum(e.invalid.values()), processed=processed(w),
                 ooo=ooo["n"], ooo_max_ms=ooo["max_ms"], ooo_of=ooo["events"],
@@ -547,9 +552,9 @@ if __name__ == "__main__":
     ap.add_argument("--timeout", type=float, default=150, help="give up on a throughput run after this many s")
     args = ap.parse_args()
     if args.fetch_max_wait_ms is not None:
-        import anomalyd.io.worker as worker_module
+        from anomalyd.io.direct import Direct
 
-        worker_module.FETCH_MAX_WAIT_MS = args.fetch_max_wait_ms
+        Direct.fetch_max_wait_ms = args.fetch_max_wait_ms
     LIVE_DELAY_MS = args.live_delay_ms
     print(f"worker fetch_max_wait_ms {args.fetch_max_wait_ms or 'default'}, partition live delay "
           f"{'default' if args.live_delay_ms is None else str(args.live_delay_ms) + ' ms'}", flush=True)

@@ -25,9 +25,9 @@ def engine_config(s: Settings) -> EngineConfig:
 
 async def serve(s: Settings) -> int:
     from ..io.snapshots import SnapshotFile
-    from ..io.worker import RulesWatcher, Worker
     from ..surfaces.http import serve as serve_http
     from ..surfaces.metrics import EngineCollector, PromHooks
+    from ..surfaces.rules_watch import RulesWatcher
 
     try:
         ruleset = load_rules(s.rules_dir)
@@ -89,22 +89,25 @@ async def serve(s: Settings) -> int:
 
         tune_gc()
         common = dict(input_topics=s.input_topics(), output_topics=s.output_topics(), group_id=s.group_id,
-                      bootstrap=bootstrap, snapshots=SnapshotFile(s.state_dir, s.group_id),
-                      snapshot_interval_s=s.ms("snapshot_interval") / 1000,
+                      bootstrap=bootstrap, snapshot_interval_s=s.ms("snapshot_interval") / 1000,
                       session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(),
                       client_id=s.client_id, hooks=hooks, log_alerts=s.log_alerts,
                       partition_idle_s=s.ms("partition_idle_timeout") / 1000,
                       partition_live_delay_ms=s.ms("partition_live_delay"), alert_sink=forwarder)
         if s.shards:
-            from ..io.sharded import ShardedWorker
+            from ..io.sharded import scaleout_worker
             from ..io.statestore import StateStore
 
-            worker = ShardedWorker(make_engine=lambda: Engine(ruleset, engine_config(s)), routed_topic=s.topic_routed,
-                                   shard_count=s.shards, state=StateStore(bootstrap, s.topic_state, s.kafka_security(),
-                                                                          s.client_id), **common)
+            worker = scaleout_worker(make_engine=lambda: Engine(ruleset, engine_config(s)),
+                                     repartition_topic=s.topic_routed, shard_count=s.shards,
+                                     state=StateStore(bootstrap, s.topic_state, s.kafka_security(), s.client_id),
+                                     **common)
             print(f"anomalyd: scale-out mode, {s.shards} shards (topics {s.topic_routed}, {s.topic_state})", flush=True)
         else:
-            worker = Worker(engine=Engine(ruleset, engine_config(s)), **common)
+            from ..io.direct import direct_worker
+
+            worker = direct_worker(engine=Engine(ruleset, engine_config(s)),
+                                   snapshots=SnapshotFile(s.state_dir, s.group_id), **common)
 
         print(f"anomalyd: {len(ruleset.enabled())} rules from {s.rules_dir} (version {ruleset.version}); "
               f"metrics on http://{s.metrics_host}:{s.metrics_port}/metrics", flush=True)

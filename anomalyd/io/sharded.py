@@ -2,238 +2,223 @@
 
 A rule's groups span input partitions (a merchant's payments arrive keyed by
 payment id), so the input partitions cannot simply be split between workers.
-Every worker process runs two stages, as Kafka Streams runs sub-topologies:
+Every worker process runs two stages of the runtime, as Kafka Streams runs
+two sub-topologies around a repartition topic:
 
-1. **Router** (consumer group `<group>-router` on the input topics). It
-   validates each record (refused ones go to dead-letter here, once) and sends
-   it to the partition of the internal `routed` topic of every group it
-   belongs to (`Engine.route`: a hash of the group key), keyed by its origin
-   `topic:partition:offset`. Every `marker_s` it sends each shard a marker:
-   for each input partition it owns, the next offset, the largest `ts` so far,
-   the smallest `ts` since the last marker, and whether it is caught up.
-   Input offsets are committed only after the producer has flushed.
-2. **Shards** (consumer group `<group>` on `routed`): one engine per assigned
-   partition, owning the groups that hash there. A shard holds events in a
-   reorder buffer keyed by *origin* partition and releases them in `ts` order
-   up to the watermark of all input partitions, learned from the markers, then
-   moves its clock to that watermark, so deadlines (absence, windows ageing
-   out) fire even while its own groups are quiet. A router restart re-sends
-   records; the shard drops them by origin offset. An input partition whose
-   router stops sending markers holds the watermark until a new owner
-   reports, so a dead worker cannot make another's events look late.
+1. :class:`Router` (consumer group `<group>-router` on the input topics). It
+   validates each record (refused ones go to dead-letter here, once) and
+   sends the validated event to the partition of the repartition topic of
+   every group it belongs to (`Engine.route`: a hash of the group key), with
+   its origin `(topic, partition, offset)` in a header. Every
+   `watermark_s` it sends each shard a watermark: for each input partition
+   it owns, the next offset, the largest `ts` so far, the smallest `ts` since
+   the last watermark, and whether it is caught up. Input offsets are
+   committed only after the producer has flushed.
+2. :class:`Shards` (consumer group `<group>` on the repartition topic): one
+   engine per assigned partition (:class:`Shard`), owning the groups that
+   hash there. A shard trusts the router's validation (it rebuilds the event
+   without validating it again), holds events in a reorder buffer keyed by
+   *origin* partition and releases them in `ts` order up to the watermark of
+   all input partitions, then moves its clock to that watermark, so
+   deadlines (absence, windows ageing out) fire even while its own groups are
+   quiet. A router restart re-sends records; the shard drops them by origin
+   offset. An input partition whose router stops sending watermarks holds the
+   watermark until a new owner reports, so a dead worker cannot make
+   another's events look late.
 
-A shard's snapshot (engine, buffer, origin offsets, position in `routed`) is
-written to the `state` topic, keyed per shard, after the outputs are flushed
-and before the offsets are committed; a shard that moves to another worker
-is restored from there. Output ids are the engine's deterministic ids, so
-what a crash makes a worker emit twice is recognisable.
+A shard's checkpoint (engine, buffer, origin offsets, position in the
+repartition topic) is written to the state store topic, keyed per shard,
+after the outputs are flushed and before the offsets are committed; a shard
+that moves to another worker is restored from there. Output ids are the
+engine's deterministic ids, so what a crash makes a worker emit twice is
+recognisable.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from typing import Any, Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka import TopicPartition
 
 from ..engine import snapshot
 from ..engine.engine import Engine
+from ..engine.rules.loader import RuleSet
 from .ordering import INF, ReorderBuffer
+from .records import (
+    ORIGIN_HEADER,
+    VALIDATED_HEADER,
+    WATERMARK_KEY,
+    Origin,
+    Watermark,
+    WatermarkEntry,
+    encode_event,
+    headers_of,
+    rebuild,
+    refill,
+)
+from .runtime import ReadsInput, Runtime, Saved, Strategy, add, figures, subtract
 from .statestore import StateStore
-from .worker import Worker, add, figures, gauges, subtract
 
 log = logging.getLogger("anomalyd.sharded")
 
-MARKER_KEY = b"~wm"
 LEASE_S = 2.0  # an input partition whose router is silent this long holds the watermark again
+_VALIDATED = [(VALIDATED_HEADER, b"1")]
 
 
-class Router:
-    """Stage 1: validate, dead-letter, route by group key, send markers."""
+class _Progress:
+    """An input partition as the router has read it."""
 
-    def __init__(self, w: "ShardedWorker", marker_s: float = 0.05, commit_s: float = 1.0):
-        self.w = w
-        self.engine = w.engine  # decoding and routing only; never evaluates
-        self.marker_s, self.commit_s = marker_s, commit_s
-        self.origins: dict[tuple[str, int], list] = {}  # (topic, part) -> [next offset, max ts, min ts since marker]
-        self.caught: dict[tuple[str, int], bool] = {}
-        self.assigned: set[TopicPartition] = set()
-        self.consumer: AIOKafkaConsumer | None = None
-        self.lock = asyncio.Lock()
-        self.ok = False
-        self.records = 0
+    __slots__ = ("next_offset", "max_ts", "min_ts")
 
-    async def run(self) -> None:
-        w = self.w
-        self.consumer = AIOKafkaConsumer(
-            group_id=f"{w.group_id}-router", enable_auto_commit=False, auto_offset_reset="earliest",
-            session_timeout_ms=w.session_timeout_ms, heartbeat_interval_ms=max(500, w.session_timeout_ms // 6),
-            rebalance_timeout_ms=w.session_timeout_ms, max_poll_records=5000, fetch_max_wait_ms=20,
-            bootstrap_servers=w.bootstrap, client_id=f"{w.client_id}-router", **w.security)
-        await self.consumer.start()
-        self.consumer.subscribe(list(w.input_topics), listener=_RouterRebalance(self))
-        last_marker = last_commit = time.monotonic()
-        try:
-            while not w.stopping.is_set():
-                try:
-                    batch = await self.consumer.getmany(timeout_ms=int(self.marker_s * 1000), max_records=5000)
-                    self.ok = True
-                except Exception as exc:
-                    self.ok = False
-                    log.error("router fetch failed: %s", exc)
-                    await asyncio.sleep(1)
-                    continue
-                await self._route(batch)
-                now = time.monotonic()
-                if now - last_marker >= self.marker_s:
-                    await self._update_positions()
-                    await self._markers()
-                    last_marker = now
-                if now - last_commit >= self.commit_s:
-                    await self.commit()
-                    last_commit = now
-        finally:
-            try:
-                await asyncio.wait_for(self.commit(), timeout=5)
-            except Exception as exc:
-                log.warning("router final commit: %s", exc)
-            try:
-                await asyncio.wait_for(self.consumer.stop(), timeout=3)
-            except Exception as exc:
-                log.warning("closing router consumer: %s", exc)
+    def __init__(self, next_offset: int = 0):
+        self.next_offset = next_offset
+        self.max_ts: int | None = None  # largest ts so far
+        self.min_ts: int | None = None  # smallest ts since the last watermark
 
-    async def _route(self, batch: dict) -> None:
+
+class Router(ReadsInput):
+    """Stage 1: validate, dead-letter, re-key by group, send watermarks."""
+
+    name = "router"
+    group_suffix = "-router"
+    fetch_max_wait_ms = 20
+    checkpoint_interval_s = 1.0  # commit input offsets (no state: the shards hold it)
+    evaluates = False
+
+    def __init__(self, engine: Engine, input_topics: dict[str, str], repartition_topic: str, shard_count: int,
+                 watermark_s: float = 0.05):
+        super().__init__(engine, input_topics)  # decoding and routing only; never evaluates
+        self.repartition_topic = repartition_topic
+        self.shard_count = shard_count
+        self.watermark_s = watermark_s
+        self.progress: dict[tuple[str, int], _Progress] = {}
+        self.caught_up: dict[tuple[str, int], bool] = {}
         # A revocation waits for the batch in hand: otherwise its records could
-        # be sent after the revoke's commit, behind the next owner's re-sends
-        # of the same offsets, and the shards' dedupe (by highest origin
-        # offset) would drop the records in between.
-        async with self.lock:
-            await self._route_locked(batch)
+        # be sent after the revocation's commit, behind the next owner's
+        # re-sends of the same offsets, and the shards' dedupe (by highest
+        # origin offset) would drop the records in between.
+        self.lock = asyncio.Lock()
+        self.last_watermark = time.monotonic()
 
-    async def _route_locked(self, batch: dict) -> None:
-        w, eng = self.w, self.engine
-        producer, topic_out, n = w.producer, w.routed_topic, w.shard_count
+    def poll_ms(self) -> int:
+        return int(self.watermark_s * 1000)
+
+    async def assigned(self, tps: set[TopicPartition]) -> None:
+        """Nothing to set up: a partition's progress starts at its first batch or position."""
+
+    def revoked(self, tps: set[TopicPartition]) -> None:
+        for tp in tps:
+            o = (tp.topic, tp.partition)
+            self.progress.pop(o, None)
+            self.caught_up.pop(o, None)
+            self.rt.lag.pop(o, None)
+
+    async def process(self, batch: dict) -> tuple[list, int]:
+        dead = await self._route(batch)
+        now = time.monotonic()
+        if now - self.last_watermark >= self.watermark_s:
+            await self._update_positions()
+            await self._send_watermarks()
+            self.last_watermark = now
+        return dead, sum(len(recs) for recs in batch.values())
+
+    async def _route(self, batch: dict) -> list:
+        eng, rt = self.engine, self.rt
+        producer, topic_out, n = rt.producer, self.repartition_topic, self.shard_count
         # One BatchBuilder per shard: appending to it costs a fraction of a
         # producer.send() per record, which dominated the router's time.
         builders: dict[int, Any] = {}
         sends: list = []
 
-        def put(p: int, key: bytes, value: bytes) -> None:
+        def put(p: int, headers: list, value: bytes) -> None:
             b = builders.get(p)
             if b is None:
                 b = builders[p] = producer.create_batch()
-            if b.append(timestamp=None, key=key, value=value) is None:  # full: send it, start another
+            if b.append(timestamp=None, key=None, value=value, headers=headers) is None:  # full: send, start another
                 sends.append(producer.send_batch(b, topic_out, partition=p))
                 b = builders[p] = producer.create_batch()
-                b.append(timestamp=None, key=key, value=value)
+                b.append(timestamp=None, key=None, value=value, headers=headers)
 
         dead: list = []
-        for tp, recs in batch.items():
-            source = w.input_topics[tp.topic]
-            o = (tp.topic, tp.partition)
-            st = self.origins.setdefault(o, [0, None, None])
-            prefix = f"{tp.topic}:{tp.partition}:"
-            for rec in recs:
-                ev, bad = eng.decode_record(source, rec.value if rec.value is not None else b"",
-                                            tp.topic, tp.partition, rec.offset, rec.key)
-                if bad is not None:
-                    dead.append(bad)
-                    continue
-                ts = ev.ts
-                if eng.too_far_ahead(ts):  # refused here, once; shards never see it
-                    dead.append(eng.refuse_future(source, ev, rec.value, tp.topic, partition=tp.partition,
-                                                  offset=rec.offset, key=rec.key))
-                    continue
-                eng.consumed[source] += 1
-                if st[1] is None or ts > st[1]:
-                    st[1] = ts
-                if st[2] is None or ts < st[2]:
-                    st[2] = ts
-                key = (prefix + str(rec.offset)).encode()
-                for p in eng.route(source, ev, n):
-                    put(p, key, rec.value)
-            if recs:
-                st[0] = recs[-1].offset + 1
-                self.records += len(recs)
+        progress = self.progress
+        for source, origin, _rec, ev in self.decoded(batch, dead):
+            eng.consumed[source] += 1
+            st = progress.get(origin.part)
+            if st is None:
+                st = progress[origin.part] = _Progress()
+            ts = ev.ts
+            if st.max_ts is None or ts > st.max_ts:
+                st.max_ts = ts
+            if st.min_ts is None or ts < st.min_ts:
+                st.min_ts = ts
+            shards = eng.route(source, ev, n)
+            if shards:
+                headers = [(ORIGIN_HEADER, origin.encode()), *_VALIDATED]
+                value = encode_event(ev)
+                for p in shards:
+                    put(p, headers, value)
         for p, b in builders.items():
             sends.append(producer.send_batch(b, topic_out, partition=p))
         for coro in sends:
-            fut = await coro  # queued in order per shard; delivery is awaited by commit()'s flush
-            fut.add_done_callback(w._delivered)  # a lost routed batch stops the worker (no commit passes it)
-        if dead:
-            await w.emit(dead)
+            fut = await coro  # queued in order per shard; delivery is awaited by the checkpoint's flush
+            fut.add_done_callback(rt.delivered)  # a lost routed batch stops the worker (no commit passes it)
+        return dead
+
+    def read_to(self, part: tuple[str, int], next_offset: int) -> None:
+        self.progress.setdefault(part, _Progress()).next_offset = next_offset
 
     async def _update_positions(self) -> None:
-        for tp in list(self.assigned):
-            hw = self.consumer.highwater(tp)
+        consumer = self.stage.consumer
+        for tp in list(self.stage.assigned):
+            hw = consumer.highwater(tp)
             o = (tp.topic, tp.partition)
             if hw is None:
-                continue  # not fetched yet: unknown, so no marker (the shards wait)
-            st = self.origins.get(o)
-            if st is None or st[0] == 0:
+                continue  # not fetched yet: unknown, so no watermark (the shards wait)
+            st = self.progress.get(o)
+            if st is None or st.next_offset == 0:
                 try:
-                    pos = await self.consumer.position(tp)
+                    pos = await consumer.position(tp)
                 except Exception:
                     continue
-                st = self.origins.setdefault(o, [pos, None, None])
-                st[0] = max(st[0], pos)
-            self.caught[o] = st[0] >= hw
-            self.w.lag[o] = max(0, hw - st[0])
+                st = self.progress.setdefault(o, _Progress(pos))
+                st.next_offset = max(st.next_offset, pos)
+            self.caught_up[o] = st.next_offset >= hw
+            self.rt.lag[o] = max(0, hw - st.next_offset)
 
-    async def _markers(self) -> None:
+    async def _send_watermarks(self) -> bool:
         entries = []
-        for tp in self.assigned:
+        for tp in self.stage.assigned:
             o = (tp.topic, tp.partition)
-            st = self.origins.get(o)
-            if st is None or o not in self.caught:
+            st = self.progress.get(o)
+            if st is None or o not in self.caught_up:
                 continue
-            entries.append([tp.topic, tp.partition, st[0], st[1], st[2], self.caught[o]])
-            st[2] = None
+            entries.append(WatermarkEntry(tp.topic, tp.partition, st.next_offset, st.max_ts, st.min_ts,
+                                          self.caught_up[o]))
+            st.min_ts = None
         if not entries:
-            return
-        value = json.dumps(entries, separators=(",", ":")).encode()
-        for p in range(self.w.shard_count):
-            await self.w.producer.send(self.w.routed_topic, value=value, key=MARKER_KEY, partition=p)
+            return False
+        value = Watermark.encode(entries)
+        for p in range(self.shard_count):
+            await self.rt.producer.send(self.repartition_topic, value=value, key=WATERMARK_KEY, partition=p)
+        return True
 
-    async def commit(self) -> None:
-        """Flush what was routed, then commit the input positions behind it
-        (both bounded: an unreachable broker postpones, never blocks)."""
-        offsets = {tp: self.origins[(tp.topic, tp.partition)][0] for tp in self.assigned
-                   if self.origins.get((tp.topic, tp.partition), [0])[0] > 0}
-        if not await self.w.flush_outputs("router"):
-            return
-        if offsets:  # bounded, never cancelled (a failure means the next owner re-routes: deduplicated)
-            await self.w.commit_offsets(offsets, self.consumer)
+    async def save(self, why: str, only: set[TopicPartition] | None) -> Saved:
+        """The input positions behind what was routed (the runtime flushed it
+        first). Handing partitions over, a last watermark goes out first."""
+        sent = why == "rebalance" and await self._send_watermarks()
+        offsets = {tp: st.next_offset for tp in self.stage.assigned
+                   if (st := self.progress.get((tp.topic, tp.partition))) is not None and st.next_offset > 0}
+        return Saved(offsets, None, sent)
 
-
-class _RouterRebalance(ConsumerRebalanceListener):
-    def __init__(self, router: Router):
-        self.r = router
-
-    async def on_partitions_revoked(self, revoked):
-        r = self.r
-        if revoked and r.w.producer is not None:
-            async with r.lock:
-                await r._markers()
-                await r.commit()
-        for tp in revoked:
-            r.assigned.discard(tp)
-            o = (tp.topic, tp.partition)
-            r.origins.pop(o, None)
-            r.caught.pop(o, None)
-            r.w.lag.pop(o, None)
-
-    async def on_partitions_assigned(self, assigned):
-        self.r.assigned |= set(assigned)
-        log.info("router: %d input partitions assigned", len(assigned))
+    def apply_rules(self, rs: RuleSet) -> None:
+        self.engine.replace_rules(rs)
 
 
 class Shard:
-    """Stage 2 for one partition of `routed`: an engine owning that hash range."""
+    """Stage 2 for one partition of the repartition topic: an engine owning that hash range."""
 
     def __init__(self, index: int, engine: Engine, idle_s: float, origins: list[tuple[str, int]],
                  live_delay_ms: int = 0):
@@ -241,149 +226,165 @@ class Shard:
         self.engine = engine
         self.buffer = ReorderBuffer(idle_s, live_delay_ms=live_delay_ms)
         self.buffer.assign(origins)  # every input partition holds the watermark until it reports
-        self.applied: dict[tuple[str, int], int] = {}  # origin -> next origin offset not yet taken
-        self.pos: int | None = None  # next offset of `routed` to read
-        self.seen: dict[tuple[str, int], float] = {}  # origin -> wall clock of its last marker
-        self.first: int | None = None  # smallest ts reported before the engine started
-        # Origins whose start is known: a marker reported their first records
-        # (its `lo` covers them) or that they are caught up with none. The
-        # engine starts at the smallest ts of all origins, as replay does at
-        # the file's first event, so it waits for every origin's report.
-        self.known: set[tuple[str, int]] = set()
+        self.next_origin_offset: dict[tuple[str, int], int] = {}  # origin partition -> next offset not yet taken
+        self.pos: int | None = None  # next offset of the repartition topic to read
+        self.heard: dict[tuple[str, int], float] = {}  # origin partition -> wall clock of its last watermark
+        self.start_ts: int | None = None  # smallest ts reported before the engine started
+        # Origin partitions whose start is known: a watermark reported their
+        # first records (its min ts covers them) or that they are caught up
+        # with none. The engine starts at the smallest ts of all origins, as
+        # replay does at the file's first event, so it waits for every one.
+        self.reported: set[tuple[str, int]] = set()
         self.origins = set(origins)
         self.dups = 0
         self.gap: tuple[int, int] | None = None  # (position, first offset) of a batch that skipped ahead
-        self.behind = True  # not yet at the end of its partition of `routed`
+        self.behind = True  # not yet at the end of its partition of the repartition topic
         self.baseline: dict = {}
 
     def dump(self) -> bytes:
-        items = [(src, o[0], o[1], off, raw) for src, _ev, o, off, raw in self.buffer.items()]
-        extra = {"pos": self.pos, "applied": [(t, p, n) for (t, p), n in self.applied.items()],
+        extra = {"pos": self.pos, "applied": [(t, p, n) for (t, p), n in self.next_origin_offset.items()],
                  "part_max": [(t, p, m) for (t, p), m in self.buffer.part_max.items()],
-                 "buffer": items, "first": self.first, "known": sorted(self.known)}
+                 "buffer": [r.encode() for r in self.buffer.items()], "validated": True,
+                 "first": self.start_ts, "known": sorted(self.reported)}
         return snapshot.dump(self.engine, extra)
 
     def load(self, data: bytes) -> dict:
         extra, report = snapshot.load(self.engine, data)
         self.pos = extra["pos"]
-        self.applied = {(t, p): n for t, p, n in extra["applied"]}
+        self.next_origin_offset = {(t, p): n for t, p, n in extra["applied"]}
         for t, p, m in extra["part_max"]:
             self.buffer.part_max[(t, p)] = m
-        self.first = extra["first"]
-        self.known = {(t, p) for t, p in extra.get("known", ())}
-        for src, t, p, off, raw in extra["buffer"]:
-            ev, _ = self.engine.decode_record(src, raw, t, p, off)
-            if ev is not None:
-                self.buffer.push((t, p), ev.ts, (src, ev, (t, p), off, raw))
+        self.start_ts = extra["first"]
+        self.reported = {(t, p) for t, p in extra.get("known", ())}
+        # before: the original JSON, validated again
+        refill(self.buffer, self.engine, extra["buffer"], validated=extra.get("validated", False))
         return report
 
+    def take_watermark(self, entries: list[WatermarkEntry], wall: float) -> None:
+        buf = self.buffer
+        for e in entries:
+            o = e.part
+            if e.max_ts is not None:
+                buf.advance(o, e.max_ts)
+            buf.set_caught_up(o, e.caught_up)
+            self.heard[o] = wall
+            if not self.engine.started:
+                if e.min_ts is not None and (self.start_ts is None or e.min_ts < self.start_ts):
+                    self.start_ts = e.min_ts
+                if e.max_ts is not None or e.caught_up:
+                    self.reported.add(o)
 
-class ShardedWorker(Worker):
-    """A worker that routes (stage 1) and evaluates its shards (stage 2)."""
 
-    def __init__(self, *, make_engine: Callable[[], Engine], routed_topic: str, shard_count: int,
-                 state: StateStore, marker_interval_s: float = 0.05, **kw: Any):
-        super().__init__(engine=make_engine(), **kw)
+class Shards(Strategy):
+    """Stage 2: the shards this worker is assigned, each evaluating its groups."""
+
+    name = "shard"
+
+    def __init__(self, make_engine: Callable[[], Engine], input_topics: dict[str, str], repartition_topic: str,
+                 shard_count: int, state: StateStore, *, partition_idle_s: float = 0.5,
+                 partition_live_delay_ms: int = 50):
         self.make_engine = make_engine
-        self.routed_topic = routed_topic
+        self.input_topics = input_topics
+        self.repartition_topic = repartition_topic
         self.shard_count = shard_count
         self.state = state
+        self.idle_s, self.live_delay_ms = partition_idle_s, partition_live_delay_ms
         self.shards: dict[int, Shard] = {}
-        self.origins: list[tuple[str, int]] = []
+        self.origins: list[tuple[str, int]] = []  # every input partition
         self.retired: dict = {}  # counts of shards this process gave away (counters never go back)
-        self.router = Router(self, marker_s=marker_interval_s)
-        self.router_task: asyncio.Task | None = None
-        self.idle_s = self.buffer.idle_s
-        self.ruleset = None
+        self.ruleset: RuleSet | None = None
 
-    # -- lifecycle ------------------------------------------------------------------
-    def restore(self) -> None:
-        """Shards restore when assigned (from the state topic), not at start."""
+    def topics(self) -> list[str]:
+        return [self.repartition_topic]
 
-    def subscription(self) -> list[str]:
-        return [self.routed_topic]
+    def pending(self) -> int:
+        return sum(len(s.buffer) for s in self.shards.values())
 
-    def listener(self) -> ConsumerRebalanceListener:
-        return _ShardRebalance(self)
-
-    async def on_started(self) -> None:
-        self.router_task = asyncio.create_task(self.router.run())
-
-    async def on_stopping(self) -> None:
-        if self.router_task is not None:
-            self.stopping.set()
-            try:
-                await asyncio.wait_for(self.router_task, timeout=8)
-            except Exception as exc:
-                log.warning("router stop: %s", exc)
-
+    # -- assignment ------------------------------------------------------------------
     async def _input_origins(self) -> list[tuple[str, int]]:
         """Every input partition: a shard's watermark waits for each one.
         Asked of the producer, which fetches a topic's metadata on demand
-        (the group consumer's metadata covers only `routed`: an empty answer
-        there would let a shard's engine start without waiting for any)."""
+        (the group consumer's metadata covers only the repartition topic: an
+        empty answer there would let a shard's engine start without waiting
+        for any)."""
         if not self.origins:
             found = []
             for t in self.input_topics:
-                found += [(t, p) for p in await self.producer.partitions_for(t)]
+                found += [(t, p) for p in await self.rt.producer.partitions_for(t)]
             self.origins = sorted(found)
         return self.origins
 
-    async def open_shard(self, index: int) -> Shard:
-        await self._input_origins()  # an assignment can come before on_started has them
-        self.state.attach(self.producer)
+    def new_shard(self, index: int) -> Shard:
         eng = self.make_engine()
         eng.set_shard(index, self.shard_count)
         if self.ruleset is not None:
             eng.replace_rules(self.ruleset)
-        shard = Shard(index, eng, self.idle_s, self.origins, self.buffer.live_delay_ms)
+        return Shard(index, eng, self.idle_s, self.origins, self.live_delay_ms)
+
+    async def open_shard(self, index: int) -> Shard:
+        await self._input_origins()  # an assignment can come before the first batch
+        self.state.attach(self.rt.producer)
+        shard = self.new_shard(index)
         data = await self.state.read(index)
         if data is not None:
             try:
                 report = shard.load(data)
-                log.info("shard %d restored: %d rules with state, %d buffered, routed offset %s",
+                log.info("shard %d restored: %d rules with state, %d buffered, repartition offset %s",
                          index, len(report["restored"]), len(shard.buffer), shard.pos)
             except Exception as exc:  # damaged state must not stop the service
                 log.error("shard %d: state unreadable (%s); starting it empty", index, exc)
-                shard = Shard(index, eng, self.idle_s, self.origins, self.buffer.live_delay_ms)
-        shard.baseline = figures(eng)
+                shard = self.new_shard(index)
+        shard.baseline = figures(shard.engine)
         return shard
 
-    def close_shard(self, index: int) -> None:
-        shard = self.shards.pop(index, None)
-        if shard is not None:
-            self.retired = add(self.retired, self._shard_counts(shard))
+    async def assigned(self, tps: set[TopicPartition]) -> None:
+        consumer = self.stage.consumer
+        for tp in tps:
+            shard = await self.open_shard(tp.partition)
+            if shard.pos is None:
+                # No state: from the committed offset, else from the start of
+                # the topic (explicitly: Tansu's ListOffsets is not reliable).
+                shard.pos = await consumer.committed(tp) or 0
+            # The loop keeps fetching while this listener awaits, so a shard
+            # is registered only once its position is set, with no await in
+            # between: a shard that took a later batch first and was then
+            # moved back would drop the earlier records as re-sends (this lost
+            # alerts when a worker died before its first checkpoint).
+            consumer.seek(tp, shard.pos)
+            self.shards[tp.partition] = shard
+        log.info("shards assigned: %s", sorted(self.shards))
+
+    def revoked(self, tps: set[TopicPartition]) -> None:
+        for tp in tps:
+            shard = self.shards.pop(tp.partition, None)
+            if shard is not None:
+                self.retired = add(self.retired, _shard_counts(shard))
 
     # -- checkpoint -----------------------------------------------------------------------
-    async def checkpoint(self, why: str = "interval", only: list[int] | None = None) -> None:
-        t = time.monotonic()
-        if why == "interval" and not self.broker_ok:
-            return  # nothing can be flushed or committed: the snapshot waits for the broker
-        if not await self.flush_outputs(why):  # outputs first: the state must never be ahead of them
-            return
+    async def save(self, why: str, only: set[TopicPartition] | None) -> Saved | None:
+        indices = None if only is None else {tp.partition for tp in only}
         size = 0
         commit = {}
         for index, shard in list(self.shards.items()):
-            if only is not None and index not in only:
+            if indices is not None and index not in indices:
                 continue
             data = shard.dump()
             size += len(data)
             await self.state.write(index, data)
             if shard.pos is not None:
-                commit[TopicPartition(self.routed_topic, index)] = shard.pos
-        if not await self.flush_outputs(why):  # the state records are acknowledged before the commit
-            return
-        if commit:
-            await self.commit_offsets(commit)
-        self.hooks.snapshot(time.monotonic() - t, size)
-        log.debug("checkpoint (%s): %d shards, %d bytes in %.3fs", why, len(commit), size, time.monotonic() - t)
+                commit[TopicPartition(self.repartition_topic, index)] = shard.pos
+        if not commit:
+            return None
+        return Saved(commit, size, sent=True)  # the state records are acknowledged before the commit
 
-    # -- stage 2 -----------------------------------------------------------------------------
-    async def _process(self, batch: dict) -> None:
-        t = time.perf_counter()
+    # -- a turn -----------------------------------------------------------------------------
+    async def process(self, batch: dict) -> tuple[list, int] | None:
+        if not batch and not self.pending():
+            return None
         outs: list = []
         n = 0
         wall = time.monotonic()
+        consumer = self.stage.consumer
         for tp, recs in batch.items():
             shard = self.shards.get(tp.partition)
             if shard is None or not recs:
@@ -393,169 +394,118 @@ class ShardedWorker(Worker):
                 if not recs:
                     continue
             n += len(recs)
-            self._take(shard, recs, wall)
+            self.take(shard, recs, wall)
             shard.pos = recs[-1].offset + 1
         for index, shard in self.shards.items():
-            # Markers say "caught up" as of when they were sent. A shard still
-            # reading its backlog has not seen what came after them, so no
-            # input partition counts as caught up for it (idle, live floor).
-            hw = self.consumer.highwater(TopicPartition(self.routed_topic, index))
+            # Watermarks say "caught up" as of when they were sent. A shard
+            # still reading its backlog has not seen what came after them, so
+            # no input partition counts as caught up for it (idle, live floor).
+            hw = consumer.highwater(TopicPartition(self.repartition_topic, index))
             shard.behind = hw is None or shard.pos is None or shard.pos < hw
-            self._release(shard, wall, outs)
-        if outs:
-            await self.emit(outs)
-        self.records += n
-        self.hooks.batch(time.perf_counter() - t, n)
+            self.release(shard, wall, outs)
+        return outs, n
 
     def _from_position(self, tp: TopicPartition, shard: Shard, recs: list) -> list:
         """The records of a batch that does not start at the shard's position
-        that it may take. A shard reads its partition of `routed` without a
-        gap: its dedupe (by highest origin offset) would drop the records of a
-        gap once they came. A batch that starts before the position was
-        fetched before a seek: its new part is taken. One that starts after it
-        is dropped and the partition read again from the position, unless the
-        same gap comes back: then the records are gone from Kafka (retention)
-        and the shard goes on."""
+        that it may take. A shard reads its partition of the repartition
+        topic without a gap: its dedupe (by highest origin offset) would drop
+        the records of a gap once they came. A batch that starts before the
+        position was fetched before a seek: its new part is taken. One that
+        starts after it is dropped and the partition read again from the
+        position, unless the same gap comes back: then the records are gone
+        from Kafka (retention) and the shard goes on."""
         first = recs[0].offset
         if first < shard.pos:
             return [r for r in recs if r.offset >= shard.pos]
         if shard.gap == (shard.pos, first):
-            log.error("shard %d: routed offsets %d..%d are gone from Kafka (retention?); going on from %d",
+            log.error("shard %d: repartition offsets %d..%d are gone from Kafka (retention?); going on from %d",
                       shard.index, shard.pos, first - 1, first)
             return recs
-        log.warning("shard %d: a batch from routed offset %d, expected %d; reading again from %d",
+        log.warning("shard %d: a batch from repartition offset %d, expected %d; reading again from %d",
                     shard.index, first, shard.pos, shard.pos)
         shard.gap = (shard.pos, first)
-        self.consumer.seek(tp, shard.pos)
+        self.stage.consumer.seek(tp, shard.pos)
         return []
 
-    def _take(self, shard: Shard, recs: list, wall: float) -> None:
-        buf, applied, sources = shard.buffer, shard.applied, self.input_topics
+    def take(self, shard: Shard, recs: list, wall: float) -> None:
+        buf, taken, sources = shard.buffer, shard.next_origin_offset, self.input_topics
         for rec in recs:
-            if rec.key == MARKER_KEY:
-                for topic, part, _next, mx, lo, caught in json.loads(rec.value):
-                    o = (topic, part)
-                    if mx is not None:
-                        buf.advance(o, mx)
-                    buf.set_caught_up(o, caught)
-                    shard.seen[o] = wall
-                    if not shard.engine.started:
-                        if lo is not None and (shard.first is None or lo < shard.first):
-                            shard.first = lo
-                        if mx is not None or caught:
-                            shard.known.add(o)
+            if rec.key == WATERMARK_KEY:
+                shard.take_watermark(Watermark.decode(rec.value), wall)
                 continue
-            topic, part, off = rec.key.decode().rsplit(":", 2)
-            o, off = (topic, int(part)), int(off)
-            if off < applied.get(o, 0):
+            headers = headers_of(rec)
+            origin_header = headers.get(ORIGIN_HEADER)
+            if origin_header is None:  # routed by the previous release: origin in the key, the original value
+                topic, part, off = rec.key.decode().rsplit(":", 2)
+                origin = Origin(topic, int(part), int(off))
+            else:
+                origin = Origin.decode(origin_header)
+            o = origin.part
+            if origin.offset < taken.get(o, 0):
                 shard.dups += 1  # re-sent by a router after a restart
                 continue
-            applied[o] = off + 1
-            source = sources[topic]
-            ev, _ = shard.engine.decode_record(source, rec.value, topic, o[1], off)
-            if ev is not None:  # the router validated it; same decoder, same verdict
-                buf.push(o, ev.ts, (source, ev, o, off, rec.value))
+            taken[o] = origin.offset + 1
+            validated = VALIDATED_HEADER in headers  # by the router; a previous release's record is validated here
+            br = rebuild(shard.engine, sources[origin.topic], origin, rec.value, validated)
+            if br is None:
+                continue
+            if not validated:
+                br = br._replace(raw=encode_event(br.event))  # checkpoints hold validated events only
+            buf.push(o, br.event.ts, br)
 
-    def _release(self, shard: Shard, wall: float, outs: list) -> None:
+    def release(self, shard: Shard, wall: float, outs: list) -> None:
         buf, eng = shard.buffer, shard.engine
         for o, since in buf.caught_up.items():
-            if since is not None and (shard.behind or wall - shard.seen.get(o, -INF) > LEASE_S):
-                buf.set_caught_up(o, False)  # behind on `routed`, or its router went quiet: wait
+            if since is not None and (shard.behind or wall - shard.heard.get(o, -INF) > LEASE_S):
+                buf.set_caught_up(o, False)  # behind on the repartition topic, or its router went quiet: wait
         w = buf.watermark()
         if w == -INF:
             return
         if not eng.started:
             # The stream's start, as replay sees it: the smallest ts of all
-            # origins. Records routed here can precede the marker that reports
-            # them, so the buffer's own oldest event counts too.
-            if not shard.known >= shard.origins:
+            # origins. Records routed here can precede the watermark that
+            # reports them, so the buffer's own oldest event counts too.
+            if not shard.reported >= shard.origins:
                 return
-            starts = [x for x in (shard.first, buf.heap[0][0] if buf.heap else None) if x is not None]
+            starts = [x for x in (shard.start_ts, buf.heap[0][0] if buf.heap else None) if x is not None]
             if not starts:
                 return
             outs.extend(eng.advance_to(int(min(starts))))
-        for source, ev, *_ in buf.ready():
-            outs.extend(eng.process_event(source, ev))
+        for r in buf.ready():
+            outs.extend(eng.process_event(r.source, r.event))
         top = max(buf.part_max.values(), default=-INF)
         target = min(w, top)
         if target != -INF and target != INF:
             outs.extend(eng.advance_to(int(target)))
 
-    def pending(self) -> int:
-        return sum(len(s.buffer) for s in self.shards.values())
-
-    def _flow_control(self) -> None:
-        pass  # the router's partitions are read in offset order; shards buffer only one marker interval
-
-    # -- rules -------------------------------------------------------------------------------
-    def _apply_reload(self) -> None:
-        rs, self.pending_reload = self.pending_reload, None
+    # -- rules and figures -------------------------------------------------------------------
+    def apply_rules(self, rs: RuleSet) -> None:
         self.ruleset = rs
-        self.engine.replace_rules(rs)
         for shard in self.shards.values():
             shard.engine.replace_rules(rs)
         log.info("rules reloaded (version %s) in the router and %d shards", rs.version, len(self.shards))
 
-    # -- figures ---------------------------------------------------------------------------------
-    @staticmethod
-    def _shard_counts(shard: Shard) -> dict:
-        f = subtract(figures(shard.engine), shard.baseline)
-        f["consumed"] = {}  # the router counts consumption; shards see routed copies
-        return f
-
     def counters(self) -> dict:
-        total = add(subtract(figures(self.engine), self.baseline or {}), self.retired)
+        total = self.retired
         for shard in self.shards.values():
-            total = add(total, self._shard_counts(shard))
+            total = add(total, _shard_counts(shard))
         return total
 
-    def gauges(self) -> dict:
-        engines = [s.engine for s in self.shards.values()]
-        g = gauges(engines, sum(len(s.buffer) for s in self.shards.values()))
-        g["lifetime"] = sum(self.engine.consumed.values()) + sum(self.engine.invalid.values())
-        if not engines:
-            g["rules_loaded"] = len(self.engine.runners)
-            g["version"] = self.engine.ruleset_version
-        return g
-
-    @property
-    def ready(self) -> bool:
-        return self.engine_ready and self.broker_ok and bool(self.router.assigned or self.shards)
-
-    @property
-    def alive(self) -> bool:
-        return super().alive and (self.router_task is None or not self.router_task.done() or self.stopping.is_set())
+    def evaluating_engines(self) -> list[Engine]:
+        return [s.engine for s in self.shards.values()]
 
 
-class _ShardRebalance(ConsumerRebalanceListener):
-    def __init__(self, worker: ShardedWorker):
-        self.w = worker
+def _shard_counts(shard: Shard) -> dict:
+    f = subtract(figures(shard.engine), shard.baseline)
+    f["consumed"] = {}  # the router counts consumption; shards see routed copies
+    return f
 
-    async def on_partitions_revoked(self, revoked):
-        w = self.w
-        gone = [tp.partition for tp in revoked if tp.partition in w.shards]
-        if gone:
-            await w.checkpoint("rebalance", only=gone)
-        for p in gone:
-            w.close_shard(p)
-        for tp in revoked:
-            w.assigned.discard(tp)
 
-    async def on_partitions_assigned(self, assigned):
-        w = self.w
-        for tp in assigned:
-            shard = await w.open_shard(tp.partition)
-            if shard.pos is None:
-                # No state: from the committed offset, else from the start of
-                # `routed` (explicitly: Tansu's ListOffsets is not reliable).
-                shard.pos = await w.consumer.committed(tp) or 0
-            # The main loop keeps fetching while this listener awaits, so a
-            # shard is registered only once its position is set, with no await
-            # in between: a shard that took a later batch first and was then
-            # moved back would drop the earlier records as re-sends (this lost
-            # alerts when a worker died before its first checkpoint).
-            w.consumer.seek(tp, shard.pos)
-            w.shards[tp.partition] = shard
-            w.assigned.add(tp)
-        w.assigned_once = True
-        log.info("shards assigned: %s", sorted(w.shards))
+def scaleout_worker(*, make_engine: Callable[[], Engine], input_topics: dict[str, str], repartition_topic: str,
+                    shard_count: int, state: StateStore, watermark_interval_s: float = 0.05,
+                    partition_idle_s: float = 0.5, partition_live_delay_ms: int = 50, **common: Any) -> Runtime:
+    """The runtime in scale-out mode (ANOMALYD_SHARDS=N): a router and shards."""
+    router = Router(make_engine(), input_topics, repartition_topic, shard_count, watermark_interval_s)
+    shards = Shards(make_engine, input_topics, repartition_topic, shard_count, state,
+                    partition_idle_s=partition_idle_s, partition_live_delay_ms=partition_live_delay_ms)
+    return Runtime(input_topics=input_topics, strategies=[router, shards], **common)

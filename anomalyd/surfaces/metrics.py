@@ -8,7 +8,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
-from ..io.worker import Hooks, Worker
+from ..io.runtime import Hooks, Runtime
 
 
 REASONS = ("invalid_json", "not_utf8", "not_object", "missing_field", "invalid_field", "unknown_topic",
@@ -22,7 +22,7 @@ class EngineCollector:
     counter going backwards, and rate() would spike). The lifetime totals are
     exported as gauges."""
 
-    def __init__(self, worker: Worker, watcher=None):
+    def __init__(self, worker: Runtime, watcher=None):
         self.w = worker
         self.watcher = watcher
 

@@ -15,7 +15,7 @@ import os
 import time
 from pathlib import Path
 
-from anomalyd.io.worker import RulesWatcher
+from anomalyd.surfaces.rules_watch import RulesWatcher
 
 from .helpers import ROOT
 

@@ -1,5 +1,5 @@
-"""Scale-out shards, without Kafka: routed records and markers are fed in
-the orders a broker can deliver them (the real broker: tests/io/test_scaleout.py).
+"""Scale-out shards, without Kafka: repartitioned records and watermarks are
+fed in the orders a broker can deliver them (the real broker: tests/io/test_scaleout.py).
 
 A shard starts its engine where replay starts, at the smallest ts of every
 input partition; and a shard being assigned takes nothing before its position
@@ -15,20 +15,24 @@ from aiokafka import TopicPartition
 
 from anomalyd.engine.engine import Engine
 from anomalyd.engine.rules.loader import load_rules
-from anomalyd.io.sharded import MARKER_KEY, Shard, ShardedWorker, _ShardRebalance
-from anomalyd.io.snapshots import SnapshotFile
+from anomalyd.engine.decode import decode_value
+from anomalyd.io.records import (ORIGIN_HEADER, VALIDATED_HEADER, WATERMARK_KEY, Origin, Watermark, WatermarkEntry,
+                                 encode_event)
+from anomalyd.io.runtime import _Listener
+from anomalyd.io.sharded import Shard, Shards, scaleout_worker
 from anomalyd.io.statestore import StateStore
 
 T0 = 1781712000000
 INV, ORD = ("inventory", 0), ("orders", 0)
 
 
-def _worker(tmp_path, idle_s: float = 0.5) -> tuple[ShardedWorker, object]:
+def _worker(tmp_path, idle_s: float = 0.5) -> tuple[Shards, Shard]:
     rules = load_rules("rules")
-    w = ShardedWorker(make_engine=lambda: Engine(rules), routed_topic="routed", shard_count=1,
-                      state=StateStore("127.0.0.1:1", "state"), bootstrap="127.0.0.1:1",
-                      input_topics={"inventory": "inventory", "orders": "orders"}, output_topics={},
-                      group_id="g", snapshots=SnapshotFile(tmp_path, "g"), log_alerts=False)
+    rt = scaleout_worker(make_engine=lambda: Engine(rules), repartition_topic="routed", shard_count=1,
+                         state=StateStore("127.0.0.1:1", "state"), bootstrap="127.0.0.1:1",
+                         input_topics={"inventory": "inventory", "orders": "orders"}, output_topics={},
+                         group_id="g", log_alerts=False)
+    w = rt.stage("shard").strategy
     w.origins = [INV, ORD]
     eng = w.make_engine()
     eng.set_shard(0, 1)
@@ -41,19 +45,23 @@ def _order(ts: int) -> dict:
 
 
 def _record(origin, offset: int, value: dict, routed: int = 0):
-    return SimpleNamespace(key=f"{origin[0]}:{origin[1]}:{offset}".encode(), value=json.dumps(value).encode(),
-                           offset=routed)
+    """A record as the router sends it: the validated event, its origin in a header."""
+    ev = decode_value(origin[0], json.dumps(value))
+    return SimpleNamespace(key=None, value=encode_event(ev), offset=routed,
+                           headers=[(ORIGIN_HEADER, Origin(origin[0], origin[1], offset).encode()),
+                                    (VALIDATED_HEADER, b"1")])
 
 
 def _marker(*entries, routed: int = 0):
-    # [topic, partition, next offset, max ts, min ts since the last marker, caught up]
-    return SimpleNamespace(key=MARKER_KEY, value=json.dumps([list(e) for e in entries]).encode(), offset=routed)
+    # (topic, partition, next offset, max ts, min ts since the last watermark, caught up)
+    return SimpleNamespace(key=WATERMARK_KEY, value=Watermark.encode([WatermarkEntry(*e) for e in entries]),
+                           offset=routed, headers=[])
 
 
 def _step(w, shard, recs) -> list:
     outs: list = []
-    w._take(shard, recs, 0.0)
-    w._release(shard, 0.0, outs)
+    w.take(shard, recs, 0.0)
+    w.release(shard, 0.0, outs)
     return outs
 
 
@@ -128,35 +136,37 @@ def test_records_fetched_while_a_shard_is_being_assigned_are_not_taken_before_it
     it drop the records before it as re-sends once it is moved to its start."""
     w, _ = _worker(tmp_path, idle_s=0.0)
     w.origins = [INV]
-    w.consumer = _Consumer()
+    w.stage.consumer = _Consumer()
     outs: list = []
-
-    async def emit(o):
-        outs.extend(o)
 
     async def no_state(index):
         return None
 
-    w.emit, w.state.read = emit, no_state
+    async def turn(batch):  # what the runtime's loop does with a batch
+        got = await w.process(batch)
+        if got is not None:
+            outs.extend(got[0])
+
+    w.state.read = no_state
     inv = [{"event_id": f"i{i}", "ts": T0 + i * 1000, "sku": f"S{i}", "available": -1 if i == 1 else 5}
            for i in range(6)]
     recs = [_record(INV, i, inv[i], routed=i) for i in range(6)]
     tp = TopicPartition("routed", 0)
 
     async def scenario():
-        listener = asyncio.ensure_future(_ShardRebalance(w).on_partitions_assigned({tp}))
+        listener = asyncio.ensure_future(_Listener(w.rt, w.stage).on_partitions_assigned({tp}))
         await asyncio.sleep(0.01)
-        await w._process({tp: recs[3:]})              # fetched meanwhile, from further on
-        w.consumer.answer.set()
+        await turn({tp: recs[3:]})              # fetched meanwhile, from further on
+        w.stage.consumer.answer.set()
         await listener
-        await w._process({tp: recs[3:]})              # fetched before the seek, handed over after it
-        await w._process({tp: recs + [_marker(("inventory", 0, 6, inv[5]["ts"], T0, True), routed=6)]})
+        await turn({tp: recs[3:]})              # fetched before the seek, handed over after it
+        await turn({tp: recs + [_marker(("inventory", 0, 6, inv[5]["ts"], T0, True), routed=6)]})
         w.shards[0].behind = False
-        await w._process({})
+        await turn({})
 
     asyncio.run(scenario())
     shard = w.shards[0]
-    assert w.consumer.seeks[0] == (0, 0) and set(w.consumer.seeks) == {(0, 0)}
+    assert w.stage.consumer.seeks[0] == (0, 0) and set(w.stage.consumer.seeks) == {(0, 0)}
     assert shard.dups == 0 and shard.engine.late == 0 and shard.engine.disorder == 0
     assert [(v["group"]["sku"], v["status"]) for kind, _k, v in outs if kind == "alerts"][:1] == [("S1", "firing")]
     assert shard.pos == 7
@@ -167,17 +177,25 @@ def test_a_gap_in_routed_is_read_again_once_then_accepted_as_gone(tmp_path):
     the shard seek back for ever."""
     w, _ = _worker(tmp_path, idle_s=0.0)
     w.origins = [INV]
-    w.consumer = _Consumer()
+    w.stage.consumer = _Consumer()
     w.shards[0] = shard = Shard(0, w.make_engine(), 0.0, w.origins)
     shard.pos = 0
     late = _record(INV, 9, {"event_id": "i9", "ts": T0, "sku": "S9", "available": 1}, routed=9)
 
-    async def emit(o):
-        pass
-
-    w.emit = emit
     tp = TopicPartition("routed", 0)
-    asyncio.run(w._process({tp: [late]}))
-    assert w.consumer.seeks == [(0, 0)] and shard.pos == 0 and shard.applied == {}
-    asyncio.run(w._process({tp: [late]}))            # the same gap again: gone, go on
-    assert w.consumer.seeks == [(0, 0)] and shard.pos == 10 and shard.applied == {INV: 10}
+    asyncio.run(w.process({tp: [late]}))
+    assert w.stage.consumer.seeks == [(0, 0)] and shard.pos == 0 and shard.next_origin_offset == {}
+    asyncio.run(w.process({tp: [late]}))            # the same gap again: gone, go on
+    assert w.stage.consumer.seeks == [(0, 0)] and shard.pos == 10 and shard.next_origin_offset == {INV: 10}
+
+
+def test_a_record_routed_by_the_previous_release_is_taken(tmp_path):
+    """Origin in the key and the original JSON, no headers: what a router of
+    the previous release left on the repartition topic during an upgrade."""
+    w, shard = _worker(tmp_path, idle_s=0.0)
+    sku_neg = {"event_id": "i1", "ts": T0, "sku": "S1", "available": -3}
+    old = SimpleNamespace(key=b"inventory:0:7", value=json.dumps(sku_neg).encode(), offset=0, headers=None)
+    w.take(shard, [old], 0.0)
+    assert shard.next_origin_offset == {INV: 8} and len(shard.buffer) == 1
+    (rec,) = shard.buffer.items()
+    assert rec.origin == Origin("inventory", 0, 7) and rec.event.sku == "S1"

@@ -253,7 +253,7 @@ def test_a_partition_holding_the_watermark_that_is_not_fetched_is_resumed(broker
     from anomalyd.engine.rules.loader import load_rules
     from anomalyd.io.admin import ensure_topics
     from anomalyd.io.snapshots import SnapshotFile
-    from anomalyd.io.worker import Worker
+    from anomalyd.io.direct import direct_worker
 
     tag = uuid.uuid4().hex[:6]
     ins = {f"{s}-{tag}": s for s in ("orders", "inventory", "payments", "complaints")}
@@ -264,11 +264,14 @@ def test_a_partition_holding_the_watermark_that_is_not_fetched_is_resumed(broker
 
     async def scenario() -> tuple[int, int]:
         with tempfile.TemporaryDirectory() as d:
-            w = Worker(bootstrap=broker.bootstrap, engine=Engine(load_rules("rules")), input_topics=ins, output_topics=outs,
-                       group_id=f"g-{tag}", snapshots=SnapshotFile(d, "s"), log_alerts=False, partition_idle_s=5)
+            rt = direct_worker(bootstrap=broker.bootstrap, engine=Engine(load_rules("rules")), input_topics=ins,
+                               output_topics=outs, group_id=f"g-{tag}", snapshots=SnapshotFile(d, "s"),
+                               log_alerts=False, partition_idle_s=5)
+            stage = rt.stage("direct")
+            w = stage.strategy
             w.fetch_stall_s = 3.0  # before the idle timeout: a stale partition would look idle, its events never come
-            task = asyncio.create_task(w.run())
-            while not w.ready:
+            task = asyncio.create_task(rt.run())
+            while not rt.ready:
                 await asyncio.sleep(0.1)
             # every topic moves to t=1 s, so inventory (at t=1 s) holds the watermark next
             produce_jsonl(broker.bootstrap, [ev(t, 1, **f) for t, f in (
@@ -278,7 +281,7 @@ def test_a_partition_holding_the_watermark_that_is_not_fetched_is_resumed(broker
                 (f"complaints-{tag}", dict(ticket_id="t", category="c")))])
             while sum(w.engine.consumed.values()) < 4:
                 await asyncio.sleep(0.1)
-            w.consumer.pause(TopicPartition(inv, 0))  # the client stops fetching it; the worker is not told
+            stage.consumer.pause(TopicPartition(inv, 0))  # the client stops fetching it; the worker is not told
             produce_jsonl(broker.bootstrap, [ev(inv, i, sku="S", available=5) for i in range(2, 5)])
             t0 = time.monotonic()
             i = 2
@@ -288,7 +291,7 @@ def test_a_partition_holding_the_watermark_that_is_not_fetched_is_resumed(broker
                                                     unit_price=1.0, status="paid")])
                 await asyncio.sleep(0.5)
             took = time.monotonic() - t0
-            w.stopping.set()
+            rt.stopping.set()
             await task
             return w.engine.consumed["inventory"], took
 
