@@ -28,7 +28,8 @@ STALL_WARN_S = 10.0  # events held this long: say why (at most once a minute)
 
 
 def _secs(seconds: float) -> str:
-    return format_duration(int(round(max(0.0, seconds))) * 1000)
+    """A duration for the log, in whole seconds, at least 1s."""
+    return format_duration(max(1, int(seconds)) * 1000)
 
 
 def _event_time(ts: float) -> str:
@@ -158,13 +159,11 @@ class Direct(ReadsInput):
         w = buf.watermark()
         holders = [p for p, m in buf.part_max.items() if m == w]
         paused = {(tp.topic, tp.partition) for tp in self.stage.consumer.paused()}
-        states = ", ".join(
-            f"{t}:{p} ({'caught up for ' + _secs(now - buf.caught_up[(t, p)]) if buf.caught_up.get((t, p)) is not None else 'not caught up'}, "
-            f"lag {self.rt.lag.get((t, p))}{', paused in the consumer' if (t, p) in paused else ''})"
-            for t, p in holders)
-        log.warning("events held for %s: %d buffered, watermark %s held by %s; %d partitions paused by flow control",
-                    _secs(now - self.held_since), len(buf), _event_time(w), states or "no partition",
-                    len(self.paused))
+        since = [None if buf.caught_up.get(p) is None else _secs(now - buf.caught_up[p]) + " ago" for p in holders]
+        log.warning("events held for %s: %d buffered, event time %s held by %s (caught up: %s, lag %s, "
+                    "paused in the consumer %s); %d partitions paused by flow control",
+                    _secs(now - self.held_since), len(buf), _event_time(w), holders, since,
+                    [self.rt.lag.get(p) for p in holders], [p in paused for p in holders], len(self.paused))
 
     def _fetch_watch(self) -> None:
         """Every partition we have not paused must be fetched. If the client

@@ -72,7 +72,9 @@ def figures(eng: Engine) -> dict:
             "alerts": {rid: dict(r.life.counts) for rid, r in eng.runners.items()},
             "commands": {rid: dict(r.life.commands) for rid, r in eng.runners.items()},
             "evicted": {rid: r.store.evicted for rid, r in eng.runners.items()},
-            "alerts_evicted": {rid: r.life.evicted for rid, r in eng.runners.items()}}
+            "alerts_evicted": {rid: r.life.evicted for rid, r in eng.runners.items()},
+            "expr_errors": {rid: r.expr_errors() for rid, r in eng.runners.items()},
+            "distinct_capped": {rid: r.capped() for rid, r in eng.runners.items() if hasattr(r, "capped")}}
 
 
 def _combine(a: Any, b: Any, sign: int) -> Any:
@@ -143,8 +145,9 @@ class DeadLetterLog:
         if self.logged and window < self.every_s:
             return
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.counts.items(), key=lambda x: (-x[1], x[0])))
-        log.warning("dead-lettered %d records in the last %s (%s)", sum(self.counts.values()),
-                    format_duration(max(1, round(window)) * 1000), reasons)
+        n = sum(self.counts.values())
+        log.warning("dead-lettered %d record%s in the last %s (%s); see the dead-letter topic", n,
+                    "" if n == 1 else "s", format_duration(max(1, round(window)) * 1000), reasons)
         self.counts.clear()
         self.since, self.logged = now, True
 

@@ -7,7 +7,8 @@ import logging
 import time
 
 from anomalyd.engine.engine import Engine
-from anomalyd.io.worker import Worker
+from anomalyd.io.direct import Direct, direct_worker
+from anomalyd.io.runtime import Runtime
 
 
 class _Producer:
@@ -22,11 +23,17 @@ class _Consumer:
         return set()
 
 
-def _worker() -> Worker:
-    w = Worker(bootstrap="127.0.0.1:1", engine=Engine([]), input_topics={"orders": "orders"},
-               output_topics={"dead-letter": "dead-letter", "alerts": "alerts"}, group_id="g", snapshots=None)
-    w.producer, w.consumer = _Producer(), _Consumer()
-    return w
+def _runtime() -> Runtime:
+    rt = direct_worker(bootstrap="127.0.0.1:1", engine=Engine([]), input_topics={"orders": "orders"},
+                       output_topics={"dead-letter": "dead-letter", "alerts": "alerts"}, group_id="g", snapshots=None)
+    rt.producer, rt.stage("direct").consumer = _Producer(), _Consumer()
+    return rt
+
+
+def _direct() -> Direct:
+    strategy = _runtime().stage("direct").strategy
+    assert isinstance(strategy, Direct)
+    return strategy
 
 
 def _dead(code: str) -> tuple:
@@ -34,23 +41,24 @@ def _dead(code: str) -> tuple:
 
 
 def test_dead_letters_are_logged_counted_by_reason_at_most_every_10s(caplog):
-    w = _worker()
+    w = _runtime()
     caplog.set_level(logging.WARNING, "anomalyd.worker")
     asyncio.run(w.emit([_dead("invalid_json"), _dead("invalid_field"), _dead("invalid_field")]))
     lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
     assert lines == ["dead-lettered 3 records in the last 1s (invalid_field 2, invalid_json 1); see the dead-letter topic"]
     asyncio.run(w.emit([_dead("not_object")] * 500))  # a flood within 10 s: no line per record
     assert sum("dead-lettered" in r.getMessage() for r in caplog.records) == 1
-    w.log_dead_letters(clock=lambda: time.monotonic() + 11)  # the loop's next turn after 10 s
+    w.dead_letters.clock = lambda: time.monotonic() + 11
+    w.dead_letters.report()  # the loop's next turn after 10 s
     lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
     assert len(lines) == 2 and lines[1].startswith("dead-lettered 500 records in the last ") and "(not_object 500)" in lines[1]
 
 
 def test_an_idle_service_does_not_report_new_events_as_held_since_long_ago(caplog):
-    w = _worker()
+    w = _direct()
     caplog.set_level(logging.WARNING, "anomalyd.worker")
     w.held_since = w.stall_logged = time.monotonic() - 67  # sat idle for a while
-    w.idle_turn()  # what the loop does on each empty turn
+    assert asyncio.run(w.process({})) is None  # what the loop does on each empty turn
     w.buffer.assign([("orders", 0), ("orders", 1)])
     w.buffer.push(("orders", 0), 1_781_716_788_161, "e")  # two new events wait for the other partition
     w.buffer.push(("orders", 0), 1_781_716_788_162, "e")
