@@ -79,7 +79,7 @@ def engine_run(records: int, seed: int, big: bool, every: int) -> dict:
 def kafka_run(bootstrap: str, tmp: Path, records: int, seed: int, timeout: float) -> dict:
     """The first `records` Kafka-sized hostile records through `anomalyd run`
     (also tests/io/test_fuzz_worker.py, at CI size)."""
-    from anomalyd.io.admin import produce_jsonl
+    from anomalyd.kafkatools.admin import produce_jsonl
     from tests.io.service import Service
 
     recs = list(hostile_records(records, seed=seed, big=False))
@@ -143,7 +143,7 @@ def main() -> int:
     if a.kafka_records > 0:
         n = min(a.kafka_records, a.records)
         print(f"\n[worker] the first {n:,} records (Kafka-sized) through `anomalyd run` on the embedded broker", flush=True)
-        from anomalyd.io.broker import EmbeddedBroker
+        from anomalyd.broker.embedded import EmbeddedBroker
 
         with EmbeddedBroker(port=0) as broker, tempfile.TemporaryDirectory(prefix="bench-fuzz-") as tmp:
             k = kafka_run(broker.bootstrap, Path(tmp), n, a.seed, a.timeout)

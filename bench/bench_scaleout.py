@@ -32,9 +32,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from anomalyd.io.admin import consume_all, ensure_topics  # noqa: E402
-from anomalyd.io.broker import EmbeddedBroker  # noqa: E402
-from anomalyd.io.tools import produce_envelopes  # noqa: E402
+from anomalyd.kafkatools.admin import consume_all, ensure_topics  # noqa: E402
+from anomalyd.broker.embedded import EmbeddedBroker  # noqa: E402
+from anomalyd.kafkatools.envelopes import produce_envelopes  # noqa: E402
 from anomalyd.simulate import generate  # noqa: E402
 
 SOURCES = ["orders", "inventory", "payments", "complaints"]
@@ -63,8 +63,8 @@ def phase(bootstrap: str, envs: list[dict], n: int, last_ts: int, workers: int, 
           tag: str) -> dict:
     topics = {t: f"{tag}-{t}" for t in SOURCES + OUTS}
     env = {**os.environ, "ANOMALYD_BOOTSTRAP_SERVERS": bootstrap, "ANOMALYD_GROUP_ID": f"g-{tag}",
-           "ANOMALYD_SHARDS": str(shards), "ANOMALYD_TOPIC_ROUTED": f"{tag}-routed",
-           "ANOMALYD_TOPIC_STATE": f"{tag}-state", "ANOMALYD_LOG_ALERTS": "false",
+           "ANOMALYD_SHARDS": str(shards), "ANOMALYD_TOPIC_REPARTITION": f"{tag}-routed",
+           "ANOMALYD_TOPIC_CHECKPOINT_STORE": f"{tag}-state", "ANOMALYD_LOG_ALERTS": "false",
            **{f"ANOMALYD_TOPIC_{k.upper().replace('-', '_')}": v for k, v in topics.items()}}
     env["ANOMALYD_TOPIC_COMMANDS"] = topics["breaker-commands"]
     ensure_topics(bootstrap, {v: 4 for v in topics.values()})

@@ -60,7 +60,7 @@ sys.path.insert(0, str(ROOT))
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition  # noqa: E402
 
 from anomalyd.engine.timeutil import parse_ts  # noqa: E402
-from anomalyd.io.tools import KEY_FIELD  # noqa: E402
+from anomalyd.kafkatools.envelopes import KEY_FIELD  # noqa: E402
 from anomalyd.simulate import generate  # noqa: E402
 from tests.io.service import Service  # noqa: E402
 
@@ -258,7 +258,7 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
          inject_every: float = 2.0, partitions: int = 4, seed: int = 17, drift_s: float = 600,
          linger_ms: int = 100, broker_pid: int | None = None, out=print) -> dict:
     """Run one soak; print a row per sample and a summary; return the figures."""
-    svc = Service(bootstrap, workdir, partitions=partitions, ANOMALYD_SNAPSHOT_INTERVAL="5s",
+    svc = Service(bootstrap, workdir, partitions=partitions, ANOMALYD_CHECKPOINT_INTERVAL="5s",
                   ANOMALYD_RELOAD_INTERVAL="2s")
     res: dict = {"crashes": 0, "rows": [], "error": None}
     t_start = time.time()
@@ -474,7 +474,7 @@ def main() -> int:
     if a.bootstrap:
         bootstrap = a.bootstrap
     else:
-        from anomalyd.io.broker import EmbeddedBroker
+        from anomalyd.broker.embedded import EmbeddedBroker
         broker = EmbeddedBroker(port=0).start()
         bootstrap = broker.bootstrap
         print(f"embedded broker {bootstrap} (pid {broker.pid}, in-memory storage)", flush=True)

@@ -49,10 +49,10 @@ from anomalyd.cli.run import engine_config  # noqa: E402
 from anomalyd.engine.engine import Engine  # noqa: E402
 from anomalyd.engine.rules.loader import load_rules  # noqa: E402
 from anomalyd.engine.timeutil import parse_ts  # noqa: E402
-from anomalyd.io.admin import ensure_topics  # noqa: E402
-from anomalyd.io.broker import EmbeddedBroker  # noqa: E402
+from anomalyd.kafkatools.admin import ensure_topics  # noqa: E402
+from anomalyd.broker.embedded import EmbeddedBroker  # noqa: E402
 from anomalyd.io.snapshots import SnapshotFile  # noqa: E402
-from anomalyd.io.tools import KEY_FIELD, produce_envelopes  # noqa: E402
+from anomalyd.kafkatools.envelopes import KEY_FIELD, produce_envelopes  # noqa: E402
 from anomalyd.io.direct import direct_worker  # noqa: E402
 from anomalyd.io.runtime import Runtime  # noqa: E402
 from anomalyd.simulate import generate  # noqa: E402
@@ -94,7 +94,7 @@ def make_worker(bootstrap: str, prefix: str, state_dir: str) -> tuple[Runtime, B
     group = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
     engine = Engine(load_rules(ROOT / "rules"), engine_config(s))
     w = direct_worker(bootstrap=bootstrap, engine=engine, input_topics=inputs, output_topics=outputs, group_id=group,
-                      snapshots=SnapshotFile(Path(state_dir), group), snapshot_interval_s=s.ms("snapshot_interval") / 1000,
+                      snapshots=SnapshotFile(Path(state_dir), group), checkpoint_interval_s=s.ms("checkpoint_interval") / 1000,
                       session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(), client_id=s.client_id,
                       hooks=hooks, log_alerts=s.log_alerts, partition_idle_s=s.ms("partition_idle_timeout") / 1000,
                       partition_live_delay_ms=s.ms("partition_live_delay") if LIVE_DELAY_MS is None else LIVE_DELAY_MS)

@@ -1,7 +1,7 @@
-"""`python -m anomalyd.backtest backtest EVENTS... --rules DIR ...`"""
+"""`python -m anomalyd.backtest EVENTS... --rules DIR ...`: the same as `anomalyd backtest`."""
 
 import sys
 
-from .cli import main
+from ..cli.backtest import main
 
 sys.exit(main())

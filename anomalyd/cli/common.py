@@ -75,3 +75,36 @@ def engine_args(p: argparse.ArgumentParser) -> None:
 def engine_config(a: argparse.Namespace) -> EngineConfig:
     return EngineConfig(allowed_lateness_ms=a.allowed_lateness, idle_timeout_ms=a.idle_timeout,
                         max_groups_per_rule=a.max_groups, max_future_skew_ms=a.max_future_skew)
+
+
+def load_settings(cmd: str, **overrides):
+    """Settings from ANOMALYD_* (and flags); None after printing each bad or
+    unknown setting by its variable name (the caller exits 2)."""
+    from pydantic import ValidationError
+
+    from ..surfaces.settings import DEPRECATED, Settings, deprecated_settings, env_file_lines, unknown_settings
+
+    for line in deprecated_settings():
+        print(f"anomalyd {cmd}: warning: {line}", file=sys.stderr)
+    unknown = unknown_settings()
+    for line in unknown:
+        print(f"anomalyd {cmd}: {line}", file=sys.stderr)
+    try:
+        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        in_file = env_file_lines()
+        given = {k.upper() for k in os.environ} | set(in_file)
+        for e in exc.errors(include_url=False):
+            name = "_".join(map(str, e["loc"])).upper()
+            var = f"ANOMALYD_{name}"
+            # A bad value under a deprecated name is named as it was given.
+            var = next((old for old, new in DEPRECATED.items() if new == var and old in given and var not in given), var)
+            where = f"{var}: " if name else ""  # cross-field checks name their variables
+            if name and var in in_file and not any(k.upper() == var for k in os.environ):
+                where = f".env:{in_file[var][0]}:{in_file[var][1]}: {where}"
+            msg = e["msg"].removeprefix("Value error, ")
+            if e["type"] in ("int_parsing", "bool_parsing", "float_parsing") and "PASSWORD" not in name:
+                msg += f", got {e['input']!r}"
+            print(f"anomalyd {cmd}: {where}{msg}", file=sys.stderr)
+        return None
+    return None if unknown else settings

@@ -10,7 +10,7 @@ from pathlib import Path
 from .. import __version__
 from .common import engine_args as _engine_args
 from .common import engine_config as _config
-from .common import path_exists, port, positive_float, positive_int, timestamp
+from .common import path_exists, port, positive_float, positive_int, load_settings, timestamp
 
 
 class _Parser(argparse.ArgumentParser):
@@ -100,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="produce to Kafka instead of writing a file (default 127.0.0.1:9092; "
                         "topic names and security from ANOMALYD_*, as for `run`)")
 
-    from ..backtest.cli import add_parser as add_backtest
+    from .backtest import add_parser as add_backtest
 
     bt = add_backtest(sub)
 
@@ -113,40 +113,12 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
-def _settings(cmd: str, **overrides):
-    """Settings from ANOMALYD_* (and flags); None after printing each bad or
-    unknown setting by its variable name (the caller exits 2)."""
-    from pydantic import ValidationError
-
-    from ..surfaces.settings import Settings, env_file_lines, unknown_settings
-
-    unknown = unknown_settings()
-    for line in unknown:
-        print(f"anomalyd {cmd}: {line}", file=sys.stderr)
-    try:
-        settings = Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        in_file = env_file_lines()
-        for e in exc.errors(include_url=False):
-            name = "_".join(map(str, e["loc"])).upper()
-            var = f"ANOMALYD_{name}"
-            where = f"{var}: " if name else ""  # cross-field checks name their variables
-            if name and var in in_file and not any(k.upper() == var for k in os.environ):
-                where = f".env:{in_file[var][0]}:{in_file[var][1]}: {where}"
-            msg = e["msg"].removeprefix("Value error, ")
-            if e["type"] in ("int_parsing", "bool_parsing", "float_parsing") and "PASSWORD" not in name:
-                msg += f", got {e['input']!r}"
-            print(f"anomalyd {cmd}: {where}{msg}", file=sys.stderr)
-        return None
-    return None if unknown else settings
-
-
 def _kafka_ok(cmd: str, bootstrap: str, s) -> bool:
     """Connect once with the security settings: a wrong password or
     certificate is one clear line (and exit 1), not a client's retries."""
     import asyncio
 
-    from ..io.connect import KafkaSetupError, check_kafka
+    from ..kafkatools.connect import KafkaSetupError, check_kafka
 
     try:
         asyncio.run(check_kafka(bootstrap, s.kafka_security()))
@@ -172,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if a.rules is not None and not path_exists("run", a.rules, "rules directory", "--rules"):
             return 2
-        settings = _settings("run", bootstrap_servers=a.bootstrap, rules_dir=a.rules, group_id=a.group_id,
+        settings = load_settings("run", bootstrap_servers=a.bootstrap, rules_dir=a.rules, group_id=a.group_id,
                              state_dir=a.state_dir, metrics_host=a.metrics_host, metrics_port=a.metrics_port,
                              embedded_port=a.embedded_port, partitions=a.partitions)
         if settings is None:
@@ -185,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         return run(settings)
     if a.cmd == "backtest":
-        from ..backtest.cli import run as run_backtest
+        from .backtest import run as run_backtest
 
         return run_backtest(a)
     if a.cmd == "topics":
@@ -195,12 +167,12 @@ def main(argv: list[str] | None = None) -> int:
         bad = [c for c in a.config if "=" not in c or not c.split("=", 1)[0]]
         if bad:
             tc.error(f"--config takes KEY=VALUE, got {', '.join(map(repr, bad))}")
-        s = _settings("topics create", bootstrap_servers=a.bootstrap, partitions=a.partitions)
+        s = load_settings("topics create", bootstrap_servers=a.bootstrap, partitions=a.partitions)
         if s is None:
             return 2
         if not s.bootstrap_servers:
             tc.error("needs --bootstrap or ANOMALYD_BOOTSTRAP_SERVERS")
-        from ..io.admin import ensure_topics, topic_partitions
+        from ..kafkatools.admin import ensure_topics, topic_partitions
 
         if not _kafka_ok("topics create", s.bootstrap_servers, s):
             return 1
@@ -257,9 +229,9 @@ def main(argv: list[str] | None = None) -> int:
         kw = dict(seed=a.seed, start=a.start if not a.start.isdigit() else int(a.start), minutes=a.minutes, rate=a.rate,
                   skus=a.skus, merchants=a.merchants, events=a.events, anomalies=kinds)
         if a.to_kafka:
-            from ..io.tools import produce_envelopes
+            from ..kafkatools.envelopes import produce_envelopes
 
-            s = _settings("simulate")  # topic names and security, as for `run`
+            s = load_settings("simulate")  # topic names and security, as for `run`
             if s is None:
                 return 2
             if not _kafka_ok("simulate", a.to_kafka, s):

@@ -40,7 +40,7 @@ async def serve(s: Settings) -> int:
     broker = None
     bootstrap = s.bootstrap_servers
     if not bootstrap:
-        from ..io.broker import EmbeddedBroker
+        from ..broker.embedded import EmbeddedBroker
 
         broker = EmbeddedBroker(host=s.embedded_host, port=s.embedded_port)
         broker.start()
@@ -58,7 +58,7 @@ async def serve(s: Settings) -> int:
             print(f"anomalyd: the embedded broker starts empty; the state saved against an earlier one is "
                   f"set aside as {aside}", flush=True)
     try:
-        from ..io.connect import KafkaSetupError, check_kafka
+        from ..kafkatools.connect import KafkaSetupError, check_kafka
 
         try:  # one clear line for a wrong password or certificate, before any client retries
             await check_kafka(bootstrap, s.kafka_security())
@@ -66,15 +66,12 @@ async def serve(s: Settings) -> int:
             print(f"anomalyd: {exc}; not starting", file=sys.stderr, flush=True)
             return 1
         log.info("Kafka at %s: connected (%s)", bootstrap, s.security_summary())
-        if s.create_topics:
-            from ..io.admin import ensure_topics
+        if s.create_topics:  # the input and output topics; the runtime creates its internal ones
+            from ..kafkatools.admin import ensure_topics
 
             names = {n: s.partitions for n in list(s.input_topics()) + list(s.output_topics().values())}
-            if s.shards:
-                names.update({s.topic_routed: s.shards, s.topic_state: s.shards})
-            configs = {s.topic_state: {"cleanup.policy": "compact"}} if s.shards else None
             created = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: ensure_topics(bootstrap, names, configs, security=s.kafka_security()))
+                None, lambda: ensure_topics(bootstrap, names, security=s.kafka_security()))
             if created:
                 log.info("created topics %s", created)
 
@@ -82,27 +79,30 @@ async def serve(s: Settings) -> int:
         hooks = PromHooks(registry)
         forwarder = None
         if s.alertmanager_url:
-            from ..io.alertmanager import AlertmanagerForwarder
+            from ..alertmanager.forwarder import AlertmanagerForwarder
 
             forwarder = AlertmanagerForwarder(s.alertmanager_url)
         from ..engine import tune_gc
 
         tune_gc()
         common = dict(input_topics=s.input_topics(), output_topics=s.output_topics(), group_id=s.group_id,
-                      bootstrap=bootstrap, snapshot_interval_s=s.ms("snapshot_interval") / 1000,
+                      bootstrap=bootstrap, checkpoint_interval_s=s.ms("checkpoint_interval") / 1000,
                       session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(),
                       client_id=s.client_id, hooks=hooks, log_alerts=s.log_alerts,
                       partition_idle_s=s.ms("partition_idle_timeout") / 1000,
-                      partition_live_delay_ms=s.ms("partition_live_delay"), alert_sink=forwarder)
+                      partition_live_delay_ms=s.ms("partition_live_delay"), alert_sink=forwarder,
+                      create_topics=s.create_topics)
         if s.shards:
             from ..io.sharded import scaleout_worker
-            from ..io.statestore import StateStore
+            from ..io.checkpoint_store import CheckpointStore
 
             worker = scaleout_worker(make_engine=lambda: Engine(ruleset, engine_config(s)),
-                                     repartition_topic=s.topic_routed, shard_count=s.shards,
-                                     state=StateStore(bootstrap, s.topic_state, s.kafka_security(), s.client_id),
+                                     repartition_topic=s.topic_repartition, shard_count=s.shards,
+                                     checkpoints=CheckpointStore(bootstrap, s.topic_checkpoint_store,
+                                                                 s.kafka_security(), s.client_id),
                                      **common)
-            print(f"anomalyd: scale-out mode, {s.shards} shards (topics {s.topic_routed}, {s.topic_state})", flush=True)
+            print(f"anomalyd: scale-out mode, {s.shards} shards (repartition topic {s.topic_repartition}, "
+                  f"checkpoint store {s.topic_checkpoint_store})", flush=True)
         else:
             from ..io.direct import direct_worker
 

@@ -169,6 +169,13 @@ def decode_or_dead_letter(engine: Engine, source: str, origin: Origin, key: byte
     return ev
 
 
+class TopicSpec(NamedTuple):
+    """An internal topic a strategy needs: created by the runtime at start."""
+
+    partitions: int
+    configs: dict[str, str] | None = None
+
+
 class Saved(NamedTuple):
     """What a strategy's checkpoint wrote: the offsets to commit once it is
     durable, the size of the state written (None: no state), and whether it
@@ -197,6 +204,10 @@ class Strategy:
 
     def topics(self) -> list[str]:
         raise NotImplementedError
+
+    def internal_topics(self) -> dict[str, TopicSpec]:
+        """The topics only this stage reads or writes (none in direct mode)."""
+        return {}
 
     def restore(self) -> None:
         """Before the consumers start (direct mode reads its snapshot file)."""
@@ -304,9 +315,10 @@ class _Listener(ConsumerRebalanceListener):
 
 class Runtime:
     def __init__(self, *, bootstrap: str, input_topics: dict[str, str], output_topics: dict[str, str],
-                 group_id: str, strategies: list[Strategy], snapshot_interval_s: float = 5.0,
+                 group_id: str, strategies: list[Strategy], checkpoint_interval_s: float = 5.0,
                  session_timeout_ms: int = 6000, security: dict | None = None, client_id: str = "anomalyd",
-                 hooks: Hooks | None = None, log_alerts: bool = True, alert_sink: Any = None):
+                 hooks: Hooks | None = None, log_alerts: bool = True, alert_sink: Any = None,
+                 create_topics: bool = False):
         self.bootstrap = bootstrap
         self.input_topics = input_topics
         self.output_topics = output_topics
@@ -317,11 +329,12 @@ class Runtime:
         self.hooks = hooks or Hooks()
         self.log_alerts = log_alerts
         self.alert_sink = alert_sink  # e.g. the Alertmanager forwarder: submit(alert) never blocks
+        self.create_topics = create_topics  # the internal topics the strategies need
         self.lag: dict[tuple[str, int], int] = {}  # input partition -> high watermark minus position
         self.stages: list[Stage] = []
         for s in strategies:
             if s.checkpoint_interval_s is None:
-                s.checkpoint_interval_s = snapshot_interval_s
+                s.checkpoint_interval_s = checkpoint_interval_s
             st = Stage(s, group_id + s.group_suffix, client_id + (f"-{s.name}" if s.group_suffix else ""))
             s.attach(self, st)
             self.stages.append(st)
@@ -504,8 +517,22 @@ class Runtime:
             st.strategy.apply_rules(rs)
 
     # -- the loop -------------------------------------------------------------------
+    async def _create_internal_topics(self) -> None:
+        from ..kafkatools.admin import ensure_topics  # blocking (kafka-python): in a thread
+
+        specs = {name: spec for st in self.stages for name, spec in st.strategy.internal_topics().items()}
+        if not specs:
+            return
+        created = await asyncio.get_running_loop().run_in_executor(
+            None, lambda: ensure_topics(self.bootstrap, {n: s.partitions for n, s in specs.items()},
+                                        {n: s.configs for n, s in specs.items() if s.configs}, security=self.security))
+        if created:
+            log.info("created internal topics %s", created)
+
     async def run(self) -> None:
         quiet_aiokafka()
+        if self.create_topics:
+            await self._create_internal_topics()
         for st in self.stages:
             st.strategy.restore()
         self.started = True

@@ -27,7 +27,7 @@ two sub-topologies around a repartition topic:
    another's events look late.
 
 A shard's checkpoint (engine, buffer, origin offsets, position in the
-repartition topic) is written to the state store topic, keyed per shard,
+repartition topic) is written to the checkpoint store (a compacted topic, one partition per shard),
 after the outputs are flushed and before the offsets are committed; a shard
 that moves to another worker is restored from there. Output ids are the
 engine's deterministic ids, so what a crash makes a worker emit twice is
@@ -59,8 +59,8 @@ from .records import (
     rebuild,
     refill,
 )
-from .runtime import ReadsInput, Runtime, Saved, Strategy, add, figures, subtract
-from .statestore import StateStore
+from .runtime import ReadsInput, Runtime, Saved, Strategy, TopicSpec, add, figures, subtract
+from .checkpoint_store import CheckpointStore
 
 log = logging.getLogger("anomalyd.sharded")
 
@@ -105,6 +105,9 @@ class Router(ReadsInput):
 
     def poll_ms(self) -> int:
         return int(self.watermark_s * 1000)
+
+    def internal_topics(self) -> dict[str, TopicSpec]:
+        return {self.repartition_topic: TopicSpec(self.shard_count)}  # one partition per shard
 
     async def assigned(self, tps: set[TopicPartition]) -> None:
         """Nothing to set up: a partition's progress starts at its first batch or position."""
@@ -242,20 +245,22 @@ class Shard:
         self.baseline: dict = {}
 
     def dump(self) -> bytes:
-        extra = {"pos": self.pos, "applied": [(t, p, n) for (t, p), n in self.next_origin_offset.items()],
+        extra = {"pos": self.pos,
+                 "next_origin_offset": [(t, p, n) for (t, p), n in self.next_origin_offset.items()],
                  "part_max": [(t, p, m) for (t, p), m in self.buffer.part_max.items()],
                  "buffer": [r.encode() for r in self.buffer.items()], "validated": True,
-                 "first": self.start_ts, "known": sorted(self.reported)}
+                 "start_ts": self.start_ts, "reported": sorted(self.reported)}
         return snapshot.dump(self.engine, extra)
 
     def load(self, data: bytes) -> dict:
         extra, report = snapshot.load(self.engine, data)
         self.pos = extra["pos"]
-        self.next_origin_offset = {(t, p): n for t, p, n in extra["applied"]}
+        # 0.1.0 named these applied, first and known
+        self.next_origin_offset = {(t, p): n for t, p, n in extra.get("next_origin_offset", extra.get("applied"))}
         for t, p, m in extra["part_max"]:
             self.buffer.part_max[(t, p)] = m
-        self.start_ts = extra["first"]
-        self.reported = {(t, p) for t, p in extra.get("known", ())}
+        self.start_ts = extra.get("start_ts", extra.get("first"))
+        self.reported = {(t, p) for t, p in extra.get("reported", extra.get("known", ()))}
         # before: the original JSON, validated again
         refill(self.buffer, self.engine, extra["buffer"], validated=extra.get("validated", False))
         return report
@@ -281,13 +286,13 @@ class Shards(Strategy):
     name = "shard"
 
     def __init__(self, make_engine: Callable[[], Engine], input_topics: dict[str, str], repartition_topic: str,
-                 shard_count: int, state: StateStore, *, partition_idle_s: float = 0.5,
+                 shard_count: int, checkpoints: CheckpointStore, *, partition_idle_s: float = 0.5,
                  partition_live_delay_ms: int = 50):
         self.make_engine = make_engine
         self.input_topics = input_topics
         self.repartition_topic = repartition_topic
         self.shard_count = shard_count
-        self.state = state
+        self.checkpoints = checkpoints
         self.idle_s, self.live_delay_ms = partition_idle_s, partition_live_delay_ms
         self.shards: dict[int, Shard] = {}
         self.origins: list[tuple[str, int]] = []  # every input partition
@@ -296,6 +301,10 @@ class Shards(Strategy):
 
     def topics(self) -> list[str]:
         return [self.repartition_topic]
+
+    def internal_topics(self) -> dict[str, TopicSpec]:
+        # Compacted: only each shard's newest checkpoint chunks are needed.
+        return {self.checkpoints.topic: TopicSpec(self.shard_count, {"cleanup.policy": "compact"})}
 
     def pending(self) -> int:
         return sum(len(s.buffer) for s in self.shards.values())
@@ -323,9 +332,9 @@ class Shards(Strategy):
 
     async def open_shard(self, index: int) -> Shard:
         await self._input_origins()  # an assignment can come before the first batch
-        self.state.attach(self.rt.producer)
+        self.checkpoints.attach(self.rt.producer)
         shard = self.new_shard(index)
-        data = await self.state.read(index)
+        data = await self.checkpoints.read(index)
         if data is not None:
             try:
                 report = shard.load(data)
@@ -370,7 +379,7 @@ class Shards(Strategy):
                 continue
             data = shard.dump()
             size += len(data)
-            await self.state.write(index, data)
+            await self.checkpoints.write(index, data)
             if shard.pos is not None:
                 commit[TopicPartition(self.repartition_topic, index)] = shard.pos
         if not commit:
@@ -502,10 +511,10 @@ def _shard_counts(shard: Shard) -> dict:
 
 
 def scaleout_worker(*, make_engine: Callable[[], Engine], input_topics: dict[str, str], repartition_topic: str,
-                    shard_count: int, state: StateStore, watermark_interval_s: float = 0.05,
+                    shard_count: int, checkpoints: CheckpointStore, watermark_interval_s: float = 0.05,
                     partition_idle_s: float = 0.5, partition_live_delay_ms: int = 50, **common: Any) -> Runtime:
     """The runtime in scale-out mode (ANOMALYD_SHARDS=N): a router and shards."""
     router = Router(make_engine(), input_topics, repartition_topic, shard_count, watermark_interval_s)
-    shards = Shards(make_engine, input_topics, repartition_topic, shard_count, state,
+    shards = Shards(make_engine, input_topics, repartition_topic, shard_count, checkpoints,
                     partition_idle_s=partition_idle_s, partition_live_delay_ms=partition_live_delay_ms)
     return Runtime(input_topics=input_topics, strategies=[router, shards], **common)

@@ -8,8 +8,9 @@ import difflib
 import os
 import re
 from pathlib import Path
+from typing import Any
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from ..engine.timeutil import parse_duration
@@ -17,9 +18,22 @@ from ..engine.timeutil import parse_duration
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
 MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
+# Settings renamed to Kafka Streams' words in 0.2.0: the old names are still
+# read, with a warning (deprecated_settings), until 0.3.0 removes them.
+DEPRECATED = {"ANOMALYD_TOPIC_ROUTED": "ANOMALYD_TOPIC_REPARTITION",
+              "ANOMALYD_TOPIC_STATE": "ANOMALYD_TOPIC_CHECKPOINT_STORE",
+              "ANOMALYD_SNAPSHOT_INTERVAL": "ANOMALYD_CHECKPOINT_INTERVAL"}
+
+
+def _renamed(field: str, default: str, description: str) -> Any:
+    """A setting read under its name (keyword or ANOMALYD_ variable) or its deprecated one."""
+    var = f"ANOMALYD_{field.upper()}"
+    old = next(o for o, n in DEPRECATED.items() if n == var)
+    return Field(default, description=description, validation_alias=AliasChoices(field, var, old))
+
 
 class Settings(BaseSettings):
-    model_config = SettingsConfigDict(env_prefix="ANOMALYD_", env_file=".env", extra="ignore")
+    model_config = SettingsConfigDict(env_prefix="ANOMALYD_", env_file=".env", extra="ignore", populate_by_name=True)
 
     # Kafka. No bootstrap servers: start the embedded broker.
     bootstrap_servers: str | None = Field(None, description="host:port[,host:port]; unset = embedded broker")
@@ -32,8 +46,12 @@ class Settings(BaseSettings):
     session_timeout_ms: int = Field(6000, description="consumer group session; group joins take about half")
     shards: int = Field(0, description="0: one worker reads every input partition (fastest for one replica); "
                                        "N > 0: scale-out mode, groups hashed over N shards that any number of workers share")
-    topic_routed: str = Field("anomalyd-routed", description="internal: events re-keyed by group (scale-out mode)")
-    topic_state: str = Field("anomalyd-state", description="internal: shard snapshots, compacted (scale-out mode)")
+    # The internal topics keep their names of 0.1.0: a running scale-out
+    # deployment's shard checkpoints point into them.
+    topic_repartition: str = _renamed("topic_repartition", "anomalyd-routed",
+                                      "internal repartition topic: events re-keyed by group (scale-out mode)")
+    topic_checkpoint_store: str = _renamed("topic_checkpoint_store", "anomalyd-state",
+                                           "internal checkpoint store: shard checkpoints, compacted (scale-out mode)")
 
     topic_orders: str = "orders"
     topic_inventory: str = "inventory"
@@ -63,7 +81,7 @@ class Settings(BaseSettings):
 
     # State and surfaces.
     state_dir: Path = Field(Path("state"), description="engine snapshots (one file per group id)")
-    snapshot_interval: str = Field("5s", description="how often state and offsets are checkpointed")
+    checkpoint_interval: str = _renamed("checkpoint_interval", "5s", "how often state and offsets are checkpointed")
     metrics_host: str = Field("127.0.0.1", description="bind address of /metrics, /healthz, /readyz")
     metrics_port: int = 9108
     reload_interval: str = Field("2s", description="how often the rules directory is checked for changes")
@@ -152,14 +170,14 @@ class Settings(BaseSettings):
             raise ValueError(f"must be a port number 0..65535, got {v}")
         return v
 
-    @field_validator("snapshot_interval", "reload_interval")
+    @field_validator("checkpoint_interval", "reload_interval")
     @classmethod
     def _interval(cls, v: str) -> str:
         if parse_duration(v) <= 0:
             raise ValueError(f"must be longer than 0, got {v!r}")
         return v
 
-    @field_validator("allowed_lateness", "idle_timeout", "max_future_skew", "snapshot_interval", "reload_interval", "partition_idle_timeout",
+    @field_validator("allowed_lateness", "idle_timeout", "max_future_skew", "checkpoint_interval", "reload_interval", "partition_idle_timeout",
                      "partition_live_delay")
     @classmethod
     def _duration(cls, v: str) -> str:
@@ -188,7 +206,7 @@ class Settings(BaseSettings):
 
     def kafka_security(self) -> dict:
         """Keyword arguments for Kafka clients: aiokafka (the service) and
-        kafka-python (anomalyd.io.admin) take the same names."""
+        kafka-python (anomalyd.kafkatools.admin) take the same names."""
         kw: dict = {"security_protocol": self.security_protocol}
         if self.sasl_mechanism:
             kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
@@ -211,14 +229,14 @@ _SERVICE_LINKS = re.compile(r"^ANOMALYD_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_
 
 
 def _known(name: str) -> bool:
-    return (name in NOT_SETTINGS or bool(_SERVICE_LINKS.match(name))
+    return (name in NOT_SETTINGS or name in DEPRECATED or bool(_SERVICE_LINKS.match(name))
             or name[len("ANOMALYD_"):].lower() in Settings.model_fields)
 
 
 def _hint(name: str) -> str:
-    names = [f"ANOMALYD_{f.upper()}" for f in Settings.model_fields]
+    names = [f"ANOMALYD_{f.upper()}" for f in Settings.model_fields] + list(DEPRECATED)
     hint = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
-    return f"; did you mean {hint[0]}?" if hint else " (the settings are listed in README: Configuration)"
+    return f"; did you mean {DEPRECATED.get(hint[0], hint[0])}?" if hint else " (the settings are listed in README: Configuration)"
 
 
 def env_file_lines(path: str | Path = ".env") -> dict[str, tuple[int, int]]:
@@ -248,3 +266,13 @@ def unknown_settings(environ: dict | None = None, env_file: str | Path = ".env")
         if name.upper().startswith("ANOMALYD_") and not _known(name.upper()):
             out.append(f"{name} (environment): unknown setting{_hint(name.upper())}")
     return out
+
+
+def deprecated_settings(environ: dict | None = None, env_file: str | Path = ".env") -> list[str]:
+    """A warning for each deprecated ANOMALYD_* name in the environment or
+    the .env file, naming its replacement (which wins when both are given)."""
+    environ = os.environ if environ is None else environ
+    given = {n.upper() for n in environ} | set(env_file_lines(env_file))
+    return [f"{old} is deprecated (renamed {new}; the old name goes in 0.3.0)"
+            + (f"; ignored, {new} is given" if new in given else "")
+            for old, new in DEPRECATED.items() if old in given]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from anomalyd.backtest.cli import add_parser, run
+from anomalyd.cli.backtest import add_parser, run
 from tests.backtest.conftest import DEFAULT_RULES, copy_rules, edit
 from tests.backtest.test_backtest import RULES, stream
 

@@ -102,7 +102,8 @@ def test_exit_code(w, argv, code):
     ({"ANOMALYD_PARTITIONS": "0"}, "ANOMALYD_PARTITIONS: must be a whole number >= 1, got 0"),
     ({"ANOMALYD_SHARDS": "-2"}, "ANOMALYD_SHARDS: must be a whole number >= 0"),
     ({"ANOMALYD_METRICS_PORT": "99999"}, "ANOMALYD_METRICS_PORT: must be a port number 0..65535, got 99999"),
-    ({"ANOMALYD_SNAPSHOT_INTERVAL": "0s"}, "ANOMALYD_SNAPSHOT_INTERVAL: must be longer than 0, got '0s'"),
+    ({"ANOMALYD_CHECKPOINT_INTERVAL": "0s"}, "ANOMALYD_CHECKPOINT_INTERVAL: must be longer than 0, got '0s'"),
+    ({"ANOMALYD_SNAPSHOT_INTERVAL": "0s"}, "ANOMALYD_SNAPSHOT_INTERVAL: must be longer than 0, got '0s'"),  # deprecated name
     ({"ANOMALYD_RELOAD_INTERVAL": "0ms"}, "ANOMALYD_RELOAD_INTERVAL: must be longer than 0"),
     ({"ANOMALYD_SESSION_TIMEOUT_MS": "abc"}, "ANOMALYD_SESSION_TIMEOUT_MS: Input should be a valid integer, unable to parse string as an integer, got 'abc'"),
     ({"ANOMALYD_MAX_GROUP": "10"}, "ANOMALYD_MAX_GROUP (environment): unknown setting; did you mean ANOMALYD_MAX_GROUPS?"),
@@ -119,7 +120,7 @@ def test_env_file_typos_and_bad_values_name_their_line(w):
     (w / ".env").write_text("OTHER_TOOL=1\nANOMALYD_SNAPSHOT_INTERVL=2s\n  export ANOMALYD_MAX_GROUPS=0\n")
     rc, _, err = run("run", "--rules", RULES)
     assert rc == 2
-    assert "anomalyd run: .env:2:1: unknown setting ANOMALYD_SNAPSHOT_INTERVL; did you mean ANOMALYD_SNAPSHOT_INTERVAL?" in err
+    assert "anomalyd run: .env:2:1: unknown setting ANOMALYD_SNAPSHOT_INTERVL; did you mean ANOMALYD_CHECKPOINT_INTERVAL?" in err
     assert "anomalyd run: .env:3:10: ANOMALYD_MAX_GROUPS: must be a whole number >= 1, got 0" in err
     assert "OTHER_TOOL" not in err  # a .env shared with other tools: only ANOMALYD_* names are ours
 

@@ -115,6 +115,6 @@ def test_usage_errors_name_what_is_wrong():
     p = cli("rules", "test", "no-such.test.yaml")
     assert p.returncode == 2 and "no-such.test.yaml: no such test file" in p.stderr
     p = subprocess.run(ANOMALYD + ["run"], capture_output=True, text=True,
-                       env={**os.environ, "ANOMALYD_SNAPSHOT_INTERVAL": "5"})
+                       env={**os.environ, "ANOMALYD_CHECKPOINT_INTERVAL": "5"})
     assert p.returncode == 2
-    assert "ANOMALYD_SNAPSHOT_INTERVAL: bad duration '5'" in p.stderr
+    assert "ANOMALYD_CHECKPOINT_INTERVAL: bad duration '5'" in p.stderr

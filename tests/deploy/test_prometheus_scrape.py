@@ -68,7 +68,7 @@ def test_prometheus_scrapes_anomalyd_and_evaluates_the_rules(tmp_path):
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALYD_")}
     env.update(ANOMALYD_METRICS_PORT=str(mport), ANOMALYD_EMBEDDED_PORT=str(kport),
                ANOMALYD_STATE_DIR=str(tmp_path / "state"), ANOMALYD_RULES_DIR=str(ROOT / "rules"),
-               ANOMALYD_SNAPSHOT_INTERVAL="1s", ANOMALYD_LOG_ALERTS="false",
+               ANOMALYD_CHECKPOINT_INTERVAL="1s", ANOMALYD_LOG_ALERTS="false",
                PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
     shutil.copy(DEPLOY / "prometheus" / "anomalyd-rules.yml", tmp_path / "anomalyd-rules.yml")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump({
@@ -95,8 +95,8 @@ def test_prometheus_scrapes_anomalyd_and_evaluates_the_rules(tmp_path):
         wait_for(lambda: http_status(f"http://127.0.0.1:{mport}/readyz") == 200, 30, "anomalyd /readyz", procs, logs)
 
         # A minute of traffic ending now, one oversold SKU (an alert) and two malformed records.
-        from anomalyd.io.admin import produce_jsonl
-        from anomalyd.io.tools import produce_envelopes
+        from anomalyd.kafkatools.admin import produce_jsonl
+        from anomalyd.kafkatools.envelopes import produce_envelopes
         from anomalyd.simulate import generate
 
         now_ms = int(time.time() * 1000)

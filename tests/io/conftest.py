@@ -13,7 +13,7 @@ _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__
 if _ROOT not in sys.path:
     sys.path.insert(0, _ROOT)
 
-from anomalyd.io.broker import EmbeddedBroker  # noqa: E402
+from anomalyd.broker.embedded import EmbeddedBroker  # noqa: E402
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ import os
 import signal
 import threading
 
-from anomalyd.io.broker import EmbeddedBroker
+from anomalyd.broker.embedded import EmbeddedBroker
 from tests.io.service import free_port
 
 

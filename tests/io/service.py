@@ -13,7 +13,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from anomalyd.io.admin import consume_all, ensure_topics
+from anomalyd.kafkatools.admin import consume_all, ensure_topics
 
 INPUTS = ["orders", "inventory", "payments", "complaints"]
 OUTPUTS = ["alerts", "alerts-shadow", "breaker-commands", "dead-letter"]
@@ -48,7 +48,7 @@ class Service:
             "ANOMALYD_STATE_DIR": str(tmp / f"state-{self.tag}"),
             "ANOMALYD_METRICS_PORT": str(self.port),
             "ANOMALYD_RULES_DIR": str(self.rules),
-            "ANOMALYD_SNAPSHOT_INTERVAL": "1s",
+            "ANOMALYD_CHECKPOINT_INTERVAL": "1s",
             "ANOMALYD_RELOAD_INTERVAL": "500ms",
             "ANOMALYD_PARTITIONS": str(partitions),
             **{f"ANOMALYD_TOPIC_{k.upper().replace('-', '_')}": v for k, v in self.topics.items()},

@@ -1,4 +1,4 @@
-"""anomalyd.io.alertmanager against a real Alertmanager (Debian's
+"""anomalyd.alertmanager.forwarder against a real Alertmanager (Debian's
 `prometheus-alertmanager`, started here on a free port), and against dead
 and hanging endpoints."""
 
@@ -20,7 +20,7 @@ import pytest
 
 from tests.io.service import free_port  # noqa: F401  (one helper for every test)
 
-from anomalyd.io.alertmanager import AlertmanagerForwarder, alert_labels, label_name, to_alertmanager
+from anomalyd.alertmanager.forwarder import AlertmanagerForwarder, alert_labels, label_name, to_alertmanager
 
 AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 needs_am = pytest.mark.skipif(AM_BIN is None, reason="Alertmanager binary missing: apt-get install prometheus-alertmanager")

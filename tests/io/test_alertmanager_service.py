@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from anomalyd.io.admin import produce_jsonl
+from anomalyd.kafkatools.admin import produce_jsonl
 from tests.io.service import Service
 from tests.io.test_alertmanager import alertmanager, am_alerts, needs_am  # noqa: F401  (fixture)
 

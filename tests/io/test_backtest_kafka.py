@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from anomalyd.io.admin import produce_jsonl
-from anomalyd.io.tools import envelope_records
+from anomalyd.kafkatools.admin import produce_jsonl
+from anomalyd.kafkatools.envelopes import envelope_records
 from tests.io.service import Service
 
 pytestmark = pytest.mark.kafka

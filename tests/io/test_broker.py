@@ -9,8 +9,8 @@ from collections import defaultdict
 
 import pytest
 
-from anomalyd.io.admin import consume_all, ensure_topics, produce_jsonl, topic_partitions
-from anomalyd.io.broker import (
+from anomalyd.kafkatools.admin import consume_all, ensure_topics, produce_jsonl, topic_partitions
+from anomalyd.broker.embedded import (
     BrokerError,
     EmbeddedBroker,
     port_is_free,

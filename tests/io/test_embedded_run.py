@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from anomalyd.io.admin import produce_jsonl
+from anomalyd.kafkatools.admin import produce_jsonl
 from tests.io.faults import free_port
 
 pytestmark = pytest.mark.kafka

@@ -15,7 +15,7 @@ from collections import Counter
 
 import pytest
 
-from anomalyd.io.admin import produce_jsonl
+from anomalyd.kafkatools.admin import produce_jsonl
 from tests.cli.test_replay_cli import seed_stories
 from tests.io.service import Service
 from tests.io.test_worker import produce_lines, replay
@@ -26,7 +26,7 @@ pytestmark = pytest.mark.kafka
 def sharded(broker, tmp_path, shards: int = 4) -> Service:
     svc = Service(broker.bootstrap, tmp_path, ANOMALYD_SHARDS=str(shards))
     tag = svc.tag
-    svc.env.update(ANOMALYD_TOPIC_ROUTED=f"routed-{tag}", ANOMALYD_TOPIC_STATE=f"state-{tag}")
+    svc.env.update(ANOMALYD_TOPIC_REPARTITION=f"routed-{tag}", ANOMALYD_TOPIC_CHECKPOINT_STORE=f"state-{tag}")
     return svc
 
 

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from anomalyd.io.admin import produce_jsonl
-from anomalyd.io.broker import EmbeddedBroker
+from anomalyd.kafkatools.admin import produce_jsonl
+from anomalyd.broker.embedded import EmbeddedBroker
 from anomalyd.surfaces.settings import Settings
 from tests.io.kafka_front import KafkaFront, make_pki, server_context
 from tests.io.service import Service, free_port
@@ -222,7 +222,7 @@ def test_an_untrusted_broker_certificate_stops_the_service_with_one_clear_line(s
 
 def test_tansu_requiring_sasl_stops_the_service_with_one_clear_line(tmp_path):
     """A real broker that requires SASL: Tansu 0.6.0 --authentication (which
-    can authenticate no one; see anomalyd/io/broker.py)."""
+    can authenticate no one; see anomalyd/broker/embedded.py)."""
     with EmbeddedBroker(port=0, authentication=True) as broker:
         rc, out, took = run_refused(broker.bootstrap, tmp_path, settings_env(
             security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512", sasl_username=USER,

@@ -20,7 +20,7 @@ from anomalyd.io.records import (ORIGIN_HEADER, VALIDATED_HEADER, WATERMARK_KEY,
                                  encode_event)
 from anomalyd.io.runtime import _Listener
 from anomalyd.io.sharded import Shard, Shards, scaleout_worker
-from anomalyd.io.statestore import StateStore
+from anomalyd.io.checkpoint_store import CheckpointStore
 
 T0 = 1781712000000
 INV, ORD = ("inventory", 0), ("orders", 0)
@@ -29,7 +29,7 @@ INV, ORD = ("inventory", 0), ("orders", 0)
 def _worker(tmp_path, idle_s: float = 0.5) -> tuple[Shards, Shard]:
     rules = load_rules("rules")
     rt = scaleout_worker(make_engine=lambda: Engine(rules), repartition_topic="routed", shard_count=1,
-                         state=StateStore("127.0.0.1:1", "state"), bootstrap="127.0.0.1:1",
+                         checkpoints=CheckpointStore("127.0.0.1:1", "state"), bootstrap="127.0.0.1:1",
                          input_topics={"inventory": "inventory", "orders": "orders"}, output_topics={},
                          group_id="g", log_alerts=False)
     w = rt.stage("shard").strategy
@@ -147,7 +147,7 @@ def test_records_fetched_while_a_shard_is_being_assigned_are_not_taken_before_it
         if got is not None:
             outs.extend(got[0])
 
-    w.state.read = no_state
+    w.checkpoints.read = no_state
     inv = [{"event_id": f"i{i}", "ts": T0 + i * 1000, "sku": f"S{i}", "available": -1 if i == 1 else 5}
            for i in range(6)]
     recs = [_record(INV, i, inv[i], routed=i) for i in range(6)]

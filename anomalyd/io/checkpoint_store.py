@@ -1,4 +1,6 @@
-"""Shard snapshots in a Kafka topic, so a shard can move between workers.
+"""The checkpoint store: shard checkpoints in a compacted Kafka topic (Kafka
+Streams keeps a state store's changelog the same way), so a shard can move
+between workers.
 
 One partition per shard. A snapshot is cut into chunks (a large state
 exceeds a record's size limit), each with a header `snapshot id:i:n`. Chunks
@@ -20,7 +22,9 @@ log = logging.getLogger("anomalyd.state")
 CHUNK = 256 * 1024
 
 
-class StateStore:
+class CheckpointStore:
+    """Writes and reads the newest complete checkpoint of each shard."""
+
     def __init__(self, bootstrap: str, topic: str, security: dict | None = None, client_id: str = "anomalyd",
                  read_timeout_s: float = 60.0):
         self.bootstrap = bootstrap

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..cli.common import duration, engine_args, engine_config
+from .common import duration, engine_args, engine_config, load_settings, path_exists
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -38,12 +38,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..engine.rules.loader import RuleLoadError, load_rules
-    from .core import backtest
 
     if sum(1 for e in args.events if e == "-") > 1:
         print("anomalyd backtest: '-' (stdin) can be given once", file=sys.stderr)
         return 2
-    from ..cli.common import path_exists
 
     for name in ("rules", "baseline"):
         d = getattr(args, name, None)
@@ -69,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     import tempfile
 
     with tempfile.TemporaryDirectory(prefix="anomalyd-backtest-") as tmp:
-        from ..io.connect import KafkaSetupError
+        from ..kafkatools.connect import KafkaSetupError
 
         try:
             args.events = _expand_kafka(args.events, tmp)
@@ -98,15 +96,14 @@ def _expand_kafka(events: list[str], tmp: str) -> list[str]:
         import asyncio
 
         from ..engine.timeutil import parse_ts
-        from ..io.admin import consume_all
-        from ..io.connect import check_kafka
+        from ..kafkatools.admin import consume_all
+        from ..kafkatools.connect import check_kafka
 
         u = urlparse(e)
         since = parse_qs(u.query).get("since", [None])[0]
         since_ms = (int(since) if since.isdigit() else parse_ts(since)) if since else None
-        from ..cli.main import _settings
 
-        s = _settings("backtest")  # topic names and security, as for `run`
+        s = load_settings("backtest")  # topic names and security, as for `run`
         if s is None:
             raise ValueError("fix the settings above")
         names = s.input_topics()
@@ -127,7 +124,7 @@ def _expand_kafka(events: list[str], tmp: str) -> list[str]:
 
 
 def _run(args: argparse.Namespace, sets: dict) -> int:
-    from .core import backtest
+    from ..backtest.core import backtest  # on use: the parser is built for every command
 
     config = engine_config(args)
     try:
@@ -139,7 +136,7 @@ def _run(args: argparse.Namespace, sets: dict) -> int:
     if bt.baseline is not None:
         bt.baseline.source = args.baseline
     if args.html:
-        from .report_html import render as render_html
+        from ..backtest.report_html import render as render_html
 
         try:
             with open(args.html, "w", encoding="utf-8") as f:
@@ -150,7 +147,7 @@ def _run(args: argparse.Namespace, sets: dict) -> int:
     if args.json:
         sys.stdout.write(bt.to_json() + "\n")
     else:
-        from .text import render as render_text
+        from ..backtest.text import render as render_text
 
         render_text(bt, sys.stdout)
         if args.html:

@@ -1,0 +1,1 @@
+"""Forwarding alerts to Prometheus Alertmanager (optional, ANOMALYD_ALERTMANAGER_URL)."""
