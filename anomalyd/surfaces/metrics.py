@@ -10,7 +10,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from ..io.runtime import Hooks, Runtime
 
-
 REASONS = ("invalid_json", "not_utf8", "not_object", "missing_field", "invalid_field", "unknown_topic",
            "bad_envelope", "future_ts")
 
@@ -81,7 +80,7 @@ class EngineCollector:
         now = gau["stream_time"]
         yield GaugeMetricFamily("anomalyd_stream_time_seconds", "The stream's event time (epoch seconds)",
                                 value=now / 1000 if now >= 0 else 0)
-        yield GaugeMetricFamily("anomalyd_reorder_buffer_events", "Events waiting for slower partitions", value=gau["buffered"])
+        yield GaugeMetricFamily("anomalyd_reorder_buffer_events", "Events in reorder buffers, waiting for the watermark (slower partitions)", value=gau["buffered"])
         yield GaugeMetricFamily("anomalyd_assigned_partitions", "Input partitions assigned", value=len(w.assigned))
         yield GaugeMetricFamily("anomalyd_ready", "1 when assigned, restored and connected", value=1 if w.ready else 0)
         lag = GaugeMetricFamily("anomalyd_consumer_lag_records", "High watermark minus position, per input partition",
@@ -105,9 +104,11 @@ class PromHooks(Hooks):
                                        buckets=(0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1),
                                        registry=registry)
         self.records = Counter("anomalyd_records_fetched", "Input records fetched from Kafka", registry=registry)
-        self.snap = Histogram("anomalyd_checkpoint_seconds", "Time to flush outputs and write a snapshot", registry=registry)
-        self.snap_bytes = Gauge("anomalyd_checkpoint_bytes", "Size of the last snapshot", registry=registry)
-        self.last_snap = Gauge("anomalyd_checkpoint_timestamp_seconds", "Wall clock of the last snapshot", registry=registry)
+        self.snap = Histogram("anomalyd_checkpoint_seconds",
+                              "Time to flush outputs and write a checkpoint (the snapshot file, or the checkpoint store)",
+                              registry=registry)
+        self.snap_bytes = Gauge("anomalyd_checkpoint_bytes", "Size of the last checkpoint", registry=registry)
+        self.last_snap = Gauge("anomalyd_checkpoint_timestamp_seconds", "Wall clock of the last checkpoint", registry=registry)
         self.reloads = Counter("anomalyd_rule_reloads", "Successful rule reloads", registry=registry)
         self.reload_failures = Counter("anomalyd_rule_reload_failures", "Rule edits refused (old rules kept)", registry=registry)
 
@@ -119,7 +120,7 @@ class PromHooks(Hooks):
             self.batch_seconds.observe(seconds)
             self.records.inc(records)
 
-    def snapshot(self, seconds: float, size: int) -> None:
+    def checkpoint(self, seconds: float, size: int) -> None:
         self.snap.observe(seconds)
         self.snap_bytes.set(size)
         self.last_snap.set(time.time())
