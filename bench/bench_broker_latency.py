@@ -30,8 +30,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from anomalyd.kafkatools.admin import ensure_topics  # noqa: E402
 from anomalyd.broker.embedded import EmbeddedBroker  # noqa: E402
+from anomalyd.kafkatools.admin import ensure_topics  # noqa: E402
 from bench.bench_soak import pct  # noqa: E402
 
 PARTITIONS = 4

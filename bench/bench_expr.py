@@ -81,8 +81,9 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--compare", action="store_true")
     a = ap.parse_args()
-    import cel_expr_python  # noqa: F401
     from importlib.metadata import version
+
+    import cel_expr_python  # noqa: F401
 
     t = time.perf_counter()
     events = order_events(a.events)

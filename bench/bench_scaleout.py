@@ -32,8 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from anomalyd.kafkatools.admin import consume_all, ensure_topics  # noqa: E402
 from anomalyd.broker.embedded import EmbeddedBroker  # noqa: E402
+from anomalyd.kafkatools.admin import consume_all, ensure_topics  # noqa: E402
 from anomalyd.kafkatools.envelopes import produce_envelopes  # noqa: E402
 from anomalyd.simulate import generate  # noqa: E402
 

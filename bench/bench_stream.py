@@ -45,16 +45,16 @@ sys.path.insert(0, str(ROOT))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 from prometheus_client import CollectorRegistry  # noqa: E402
 
+from anomalyd.broker.embedded import EmbeddedBroker  # noqa: E402
 from anomalyd.cli.run import engine_config  # noqa: E402
 from anomalyd.engine.engine import Engine  # noqa: E402
 from anomalyd.engine.rules.loader import load_rules  # noqa: E402
 from anomalyd.engine.timeutil import parse_ts  # noqa: E402
-from anomalyd.kafkatools.admin import ensure_topics  # noqa: E402
-from anomalyd.broker.embedded import EmbeddedBroker  # noqa: E402
-from anomalyd.io.snapshots import SnapshotFile  # noqa: E402
-from anomalyd.kafkatools.envelopes import KEY_FIELD, produce_envelopes  # noqa: E402
 from anomalyd.io.direct import direct_worker  # noqa: E402
 from anomalyd.io.runtime import Runtime  # noqa: E402
+from anomalyd.io.snapshots import SnapshotFile  # noqa: E402
+from anomalyd.kafkatools.admin import ensure_topics  # noqa: E402
+from anomalyd.kafkatools.envelopes import KEY_FIELD, produce_envelopes  # noqa: E402
 from anomalyd.simulate import generate  # noqa: E402
 from anomalyd.surfaces.metrics import PromHooks  # noqa: E402
 from anomalyd.surfaces.settings import Settings  # noqa: E402
@@ -514,8 +514,8 @@ async def main(a) -> None:
                 print(f"  negative-stock alerts by stage (n={r['stage_n']}), p50 / p99 / max: "
                       + "; ".join(f"{k} {ms(r['stage_' + k][0])} / {ms(r['stage_' + k][1])} / {ms(r['stage_' + k][2])}"
                                   for k in ("fetch", "hold", "evaluate", "deliver", "total")))
-                print(f"    (fetch: ts to the worker's fetch; hold: reorder buffer; evaluate: engine and hand-off to "
-                      f"the producer; deliver: to the measuring consumer)")
+                print("    (fetch: ts to the worker's fetch; hold: reorder buffer; evaluate: engine and hand-off to "
+                      "the producer; deliver: to the measuring consumer)")
                 print(f"  event loop (worker, producer and reader share it): a 10 ms sleep woke late by p99 "
                       f"{ms(r['loop_lag_p99'])}, max {ms(r['loop_lag_max'])}", flush=True)
     finally:

@@ -6,8 +6,7 @@ import json
 from typing import Any
 
 from anomalyd.engine.engine import Engine
-from anomalyd.engine.types import RULE_TYPES
-from anomalyd.engine.types import EngineConfig
+from anomalyd.engine.types import RULE_TYPES, EngineConfig
 
 T0 = 1_781_712_000_000  # 2026-06-18T00:00:00+08:00
 MIN = 60_000

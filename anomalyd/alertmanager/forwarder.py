@@ -198,16 +198,16 @@ class AlertmanagerForwarder:
     async def run(self) -> None:
         """Send until `close()`; run it as a task next to the worker."""
         self._loop = asyncio.get_running_loop()
-        self._wake = asyncio.Event()
+        self._wake = wake = asyncio.Event()
         self._done = asyncio.Event()
         try:
-            await self._run()
+            await self._run(wake)
         finally:
             self._done.set()
             if self.queue:
                 log.warning("alertmanager: %d alert records not sent at shutdown", len(self.queue))
 
-    async def _run(self) -> None:
+    async def _run(self, wake: asyncio.Event) -> None:
         import aiohttp
 
         next_resend = time.monotonic() + self.resend_interval
@@ -219,10 +219,10 @@ class AlertmanagerForwarder:
                 if not self.queue:
                     wait = max(0.0, next_resend - time.monotonic())
                     try:
-                        await asyncio.wait_for(self._wake.wait(), timeout=wait)
+                        await asyncio.wait_for(wake.wait(), timeout=wait)
                     except asyncio.TimeoutError:
                         pass
-                    self._wake.clear()
+                    wake.clear()
                 self._busy = True
                 try:
                     if self.queue:

@@ -327,11 +327,11 @@ class Run:
                     self.open[okey] = ep
                 else:
                     rr.resolved += 1
-                    ep = self.open.pop(okey, None)
-                    if ep is None:  # defensive: a resolution without its firing
-                        ep = Episode(v["rule_id"], v["group"], parse_ts(v["started_at"]), severity=v["severity"])
-                        rr.episodes.append(ep)
-                    ep.end = parse_ts(v["ts"])
+                    opened = self.open.pop(okey, None)
+                    if opened is None:  # defensive: a resolution without its firing
+                        opened = Episode(v["rule_id"], v["group"], parse_ts(v["started_at"]), severity=v["severity"])
+                        rr.episodes.append(opened)
+                    opened.end = parse_ts(v["ts"])
             elif topic == COMMANDS and v["action"] == "open":
                 rr = self.rules.get(v["rule_id"])
                 if rr is not None:
@@ -417,7 +417,7 @@ class Backtest:
             return None
         new, old = self.current, self.baseline
         rules: dict[str, dict] = {}
-        tot = Counter()
+        tot: Counter[str] = Counter()
         for rid in sorted(set(new.rules) | set(old.rules)):
             a = new.rules.get(rid)
             b = old.rules.get(rid)
@@ -433,7 +433,7 @@ class Backtest:
             only_old = [eb[k] for k in sorted(eb.keys() - ea.keys(), key=_ep_order)]
             both = ea.keys() & eb.keys()
             ended = sum(1 for k in both if ea[k].end != eb[k].end)
-            d = {"status": status, "only_new": len(only_new), "only_old": len(only_old), "both": len(both),
+            d: dict[str, Any] = {"status": status, "only_new": len(only_new), "only_old": len(only_old), "both": len(both),
                  "ended_differently": ended,
                  "new_episodes": [e.to_dict() for e in only_new], "old_episodes": [e.to_dict() for e in only_old]}
             for k in ("only_new", "only_old", "both", "ended_differently"):
@@ -457,7 +457,7 @@ class Backtest:
                 k = kinds.setdefault(an.kind, {"anomalies": 0, "events": 0})
                 k["anomalies"] += 1
                 k["events"] += len(an.event_ids)
-            detected = {rid: set() for rid in self.current.rules}
+            detected: dict[str, set] = {rid: set() for rid in self.current.rules}
             for rr in self.current.rules.values():
                 for e in rr.episodes:
                     detected[rr.id].update(e.anomalies)
@@ -535,7 +535,7 @@ def backtest(paths: Iterable[str], rules: RuleSet | str | Path, baseline: RuleSe
     first_ts: int | None = None
     for ln in read_lines(paths):
         ev = ln.event
-        if ev is None:
+        if ev is None or ln.topic is None:  # set together: both or neither
             for run in runs:
                 run.collect(run.engine.process_line(ln.raw, ln.lineno))
             continue

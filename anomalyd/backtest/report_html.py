@@ -142,7 +142,7 @@ def timeline(bt: Backtest, rid: str, episodes: list[Episode], status: dict, kind
     out = [f'<svg class="tl" viewBox="0 0 {W} {h}" role="img" aria-label="firing episodes of {_e(rid)} over event time">']
     # rows
     for i, k in enumerate(keys):
-        y = AXIS_H + i * ROW_H
+        y: float = AXIS_H + i * ROW_H  # an int here; the bars below are placed at halves
         if i % 2 == 0:
             out.append(f'<rect x="0" y="{y}" width="{W}" height="{ROW_H}" fill="#f8f9fb"/>')
         g = rows[k][0].group

@@ -88,7 +88,7 @@ def _render(bt: Backtest, con: Console) -> None:
             if st != "unchanged":
                 name.append(f" {st}", style={"added": "green", "removed": "red", "changed": "yellow"}[st])
         if s is None:  # removed: only the baseline has it
-            row = [name, *["–"] * 7]
+            row: list[str | Text] = [name, *["–"] * 7]
             if labelled:
                 row += ["–", "–"]
         else:

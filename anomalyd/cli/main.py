@@ -10,13 +10,13 @@ from pathlib import Path
 from .. import __version__
 from .common import engine_args as _engine_args
 from .common import engine_config as _config
-from .common import path_exists, port, positive_float, positive_int, load_settings, timestamp
+from .common import load_settings, path_exists, port, positive_float, positive_int, timestamp
 
 
 class _Parser(argparse.ArgumentParser):
     """argparse, with a did-you-mean for a misspelt command or choice."""
 
-    def error(self, message: str):  # type: ignore[override]
+    def error(self, message: str):
         import difflib
         import re
 
@@ -207,9 +207,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return list_rules(a.dir)
         if a.rules_cmd == "test":
-            from .ruletest import run
+            from .ruletest import run as run_tests
 
-            return run(a.files, a.verbose, snippets=not a.no_snippet)
+            return run_tests(a.files, a.verbose, snippets=not a.no_snippet)
         return _usage(subs["rules"])
     if a.cmd == "simulate":
         from ..simulate import ANOMALIES, generate, write
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
                 import difflib
 
                 hints = [difflib.get_close_matches(k, ANOMALIES, n=1) for k in bad]
-                guess = "; ".join(f"did you mean {h[0]!r} for {k!r}?" for k, h in zip(bad, hints) if h)
+                guess = "; ".join(f"did you mean {h[0]!r} for {k!r}?" for k, h in zip(bad, hints, strict=True) if h)
                 print(f"anomalyd simulate: --anomalies: unknown kind{'s' if len(bad) > 1 else ''} {', '.join(map(repr, bad))}"
                       f"{'; ' + guess if guess else ''} (kinds: {', '.join(ANOMALIES)}, or none)", file=sys.stderr)
                 return 2
@@ -236,8 +236,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             if not _kafka_ok("simulate", a.to_kafka, s):
                 return 1
-            names = {source: topic for topic, source in s.input_topics().items()}
-            n = produce_envelopes(a.to_kafka, generate(**kw), names, security=s.kafka_security())
+            topics = {source: topic for topic, source in s.input_topics().items()}
+            n = produce_envelopes(a.to_kafka, generate(**kw), topics, security=s.kafka_security())
             print(f"simulate: produced {n} events to {a.to_kafka}", file=sys.stderr)
             return 0
         if a.out == "-":

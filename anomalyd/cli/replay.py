@@ -36,9 +36,8 @@ def _progress(path: str):
     min_bytes = int(os.environ.get("ANOMALYD_PROGRESS_MIN_BYTES", 20 * 1024 * 1024))
     if path == "-" or not sys.stderr.isatty() or os.path.getsize(path) < min_bytes:
         return None
-    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
-
     from rich.console import Console
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
     p = Progress(TextColumn("replay"), BarColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
                  console=Console(stderr=True), transient=True)

@@ -29,9 +29,11 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel
+
 from ..engine.engine import Engine
 from ..engine.events import EVENT_MODELS
-from ..engine.lifecycle import ALERTS, COMMANDS, DEAD_LETTER, SHADOW_ALERTS
+from ..engine.lifecycle import ALERTS, COMMANDS, SHADOW_ALERTS
 from ..engine.records import Alert, BreakerCommand, DeadLetter
 from ..engine.rules.loader import RuleError, RuleLoadError, RuleSet, compose_file, did_you_mean, load_rules
 from ..engine.timeutil import format_ts, parse_duration, parse_ts
@@ -40,7 +42,7 @@ from ..engine.types import EngineConfig
 TOP_KEYS = ["rule_files", "start", "allowed_lateness", "tests"]
 TEST_KEYS = ["name", "rules", "start", "allowed_lateness", "input", "expect_alerts", "expect_commands", "expect_dead_letters"]
 INPUT_KEYS = ["topic", "raw", "repeat", "every"]  # besides the topic's event fields
-EXPECT_MODELS = {"expect_alerts": Alert, "expect_commands": BreakerCommand, "expect_dead_letters": DeadLetter}
+EXPECT_MODELS: dict[str, type[BaseModel]] = {"expect_alerts": Alert, "expect_commands": BreakerCommand, "expect_dead_letters": DeadLetter}
 TIME_KEYS = ("ts", "started_at", "expires_at")
 
 
@@ -129,7 +131,8 @@ def check_test_file(doc: Any, pos: dict, display: str, top: tuple[int, int]) -> 
     if not isinstance(doc, dict):
         return [RuleError(display, *top, "expected a mapping with a `tests:` list")]
     if "rules" in doc and "tests" not in doc:
-        return [RuleError(display, *pos[("rules",)][0], "this is a rules file (top-level `rules:`), not a rule test "
+        line, col = pos[("rules",)][0]
+        return [RuleError(display, line, col, "this is a rules file (top-level `rules:`), not a rule test "
                                                         "file (top-level `tests:`, e.g. rules/tests/*.test.yaml)")]
     keys((), doc, TOP_KEYS, "a test file")
     if "rule_files" in doc and not (isinstance(doc["rule_files"], list) and all(isinstance(f, str) for f in doc["rule_files"])):
@@ -285,7 +288,7 @@ def _compare(kind: str, want: list, got: list, start: int | None) -> list[str]:
             if k in w:
                 t = _time(w[k], start, kind)
                 w[k] = format_ts(parse_ts(t)) if isinstance(t, (int, str)) else t
-    ok = len(want) == len(got) and all(_matches(w, g) for w, g in zip(want, got))
+    ok = len(want) == len(got) and all(_matches(w, g) for w, g in zip(want, got, strict=True))
     if ok:
         return []
     problems.append(f"  {kind}: expected {len(want)}, got {len(got)}")
@@ -398,7 +401,9 @@ def _run_test(t: dict, doc: dict, ruleset: RuleSet, path: Path, name: str, verbo
                 out.append(f"  {place}unknown rule {rid!r}{did_you_mean(rid, known)}")
         return False, out
     engine = Engine(rules, EngineConfig(allowed_lateness_ms=lateness))
-    alerts, commands, dead = [], [], []
+    alerts: list[dict] = []
+    commands: list[dict] = []
+    dead: list[dict] = []
     for n, (line, _at) in enumerate(lines, 1):
         for topic, _k, v in engine.process_line(line, n):
             (alerts if topic in (ALERTS, SHADOW_ALERTS) else commands if topic == COMMANDS else dead).append(v)

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
@@ -85,7 +86,7 @@ async def serve(s: Settings) -> int:
         from ..engine import tune_gc
 
         tune_gc()
-        common = dict(input_topics=s.input_topics(), output_topics=s.output_topics(), group_id=s.group_id,
+        common: dict[str, Any] = dict(input_topics=s.input_topics(), output_topics=s.output_topics(), group_id=s.group_id,
                       bootstrap=bootstrap, checkpoint_interval_s=s.ms("checkpoint_interval") / 1000,
                       session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(),
                       client_id=s.client_id, hooks=hooks, log_alerts=s.log_alerts,
@@ -93,8 +94,8 @@ async def serve(s: Settings) -> int:
                       partition_live_delay_ms=s.ms("partition_live_delay"), alert_sink=forwarder,
                       create_topics=s.create_topics)
         if s.shards:
-            from ..io.sharded import scaleout_worker
             from ..io.checkpoint_store import CheckpointStore
+            from ..io.sharded import scaleout_worker
 
             worker = scaleout_worker(make_engine=lambda: Engine(ruleset, engine_config(s)),
                                      repartition_topic=s.topic_repartition, shard_count=s.shards,
@@ -141,6 +142,7 @@ async def serve(s: Settings) -> int:
             watch_task.cancel()
             if forwarder is not None:
                 await forwarder.close(timeout=3)  # never holds the shutdown for long
+            if am_task is not None:
                 am_task.cancel()
             http.shutdown()
         print("anomalyd: stopped", flush=True)

@@ -25,6 +25,8 @@ CHUNK = 256 * 1024
 class CheckpointStore:
     """Writes and reads the newest complete checkpoint of each shard."""
 
+    producer: AIOKafkaProducer  # the runtime's, attached before the first write
+
     def __init__(self, bootstrap: str, topic: str, security: dict | None = None, client_id: str = "anomalyd",
                  read_timeout_s: float = 60.0):
         self.bootstrap = bootstrap
@@ -32,7 +34,6 @@ class CheckpointStore:
         self.security = security or {}
         self.client_id = client_id
         self.read_timeout_s = read_timeout_s
-        self.producer: AIOKafkaProducer | None = None
         self.slot: dict[int, int] = {}
 
     def attach(self, producer: AIOKafkaProducer) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from aiokafka import TopicPartition
 
@@ -117,7 +117,7 @@ class Direct(ReadsInput):
         outs: list = []
         for source, origin, rec, ev in self.decoded(batch, outs):
             key = rec.key.decode("utf-8", "replace") if rec.key else None
-            buffer.push(origin.part, ev.ts, BufferedRecord(source, ev, origin, key, rec.value))
+            buffer.push(origin.part, cast(int, ev.ts), BufferedRecord(source, ev, origin, key, rec.value))
         for tp in list(self.stage.assigned):
             hw = consumer.highwater(tp)
             if hw is None:
@@ -159,7 +159,7 @@ class Direct(ReadsInput):
         w = buf.watermark()
         holders = [p for p, m in buf.part_max.items() if m == w]
         paused = {(tp.topic, tp.partition) for tp in self.stage.consumer.paused()}
-        since = [None if buf.caught_up.get(p) is None else _secs(now - buf.caught_up[p]) + " ago" for p in holders]
+        since = [None if (t := buf.caught_up.get(p)) is None else _secs(now - t) + " ago" for p in holders]
         log.warning("events held for %s: %d buffered, event time %s held by %s (caught up: %s, lag %s, "
                     "paused in the consumer %s); %d partitions paused by flow control",
                     _secs(now - self.held_since), len(buf), _event_time(w), holders, since,

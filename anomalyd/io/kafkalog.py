@@ -31,9 +31,9 @@ class RepeatFilter(logging.Filter):
             return False
         if len(self.seen) > 1000:  # templates are few; pre-formatted messages must not grow this
             self.seen.clear()
-        held = entry[1] if entry is not None else 0
         self.seen[key] = [now, 0]
-        if held:
+        if entry is not None and entry[1]:
+            held = entry[1]
             record.msg = f"{record.msg} [{held} more like this in the last {now - entry[0]:.0f}s]"
         return True
 

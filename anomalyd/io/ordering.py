@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import heapq
 import time
-from typing import Any, Callable, Hashable, Iterator
+from typing import Any, Callable, Iterator
 
 INF = float("inf")
+Part = tuple[str, int]  # an input partition: (topic, partition)
 LIVE_HORIZON_MS = 10_000  # a partition whose last ts is this close to the wall clock carries live traffic
 
 
@@ -29,9 +30,9 @@ class ReorderBuffer:
                  live_delay_ms: int = 0, wall: Callable[[], float] = time.time) -> None:
         self.heap: list[tuple[int, int, Any]] = []
         self.seq = 0
-        self.part_max: dict[Hashable, int] = {}
+        self.part_max: dict[Part, int] = {}
         # partition -> None (has data to read, or unknown) or when it was first seen caught up
-        self.caught_up: dict[Hashable, float | None] = {}
+        self.caught_up: dict[Part, float | None] = {}
         self.idle_s = idle_s
         self.clock = clock
         self.last_push = -INF
@@ -45,24 +46,24 @@ class ReorderBuffer:
     def __len__(self) -> int:
         return len(self.heap)
 
-    def assign(self, parts: list[Hashable]) -> None:
+    def assign(self, parts: list[Part]) -> None:
         """Partitions whose state is unknown until their first fetch."""
         for p in parts:
             self.caught_up.setdefault(p, None)
 
-    def revoke(self, parts: list[Hashable]) -> None:
+    def revoke(self, parts: list[Part]) -> None:
         for p in parts:
             self.caught_up.pop(p, None)
             self.part_max.pop(p, None)
 
-    def push(self, part: Hashable, ts: int, item: Any) -> None:
+    def push(self, part: Part, ts: int, item: Any) -> None:
         self.advance(part, ts)
         if self.caught_up.get(part) is not None:
             self.caught_up[part] = None  # new data: active again; idle counts from its next catch-up
         self.seq += 1
         heapq.heappush(self.heap, (ts, self.seq, item))
 
-    def advance(self, part: Hashable, ts: int) -> None:
+    def advance(self, part: Part, ts: int) -> None:
         """A partition has moved to `ts` without an item here: scale-out
         shards learn the progress of every input partition from the router's
         markers, also of events routed to other shards."""
@@ -78,7 +79,7 @@ class ReorderBuffer:
         if m is None or ts > m:
             self.part_max[part] = ts
 
-    def set_caught_up(self, part: Hashable, caught_up: bool) -> None:
+    def set_caught_up(self, part: Part, caught_up: bool) -> None:
         if not caught_up:
             self.caught_up[part] = None
         elif self.caught_up.get(part) is None:

@@ -23,6 +23,7 @@ committed only after that; the engine sees one time-ordered stream.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import json
@@ -103,7 +104,7 @@ def gauges(evaluating: list[Engine], reading: list[Engine], buffered: int) -> di
             g["groups"] += r.groups()
             g["firing"] += len(r.life.active)
             g["open"] += len(r.life.scopes)
-    first = (evaluating or reading or [None])[0]
+    first = next(iter(evaluating or reading), None)
     return {"rules": rules, "buffered": buffered,
             "lifetime": sum(sum(e.consumed.values()) + sum(e.invalid.values()) for e in reading),
             "rules_loaded": len(first.runners) if first else 0,
@@ -116,7 +117,7 @@ class Hooks:
 
     def alert_latency(self, seconds: float) -> None: ...
     def batch(self, seconds: float, records: int) -> None: ...
-    def snapshot(self, seconds: float, size: int) -> None: ...
+    def checkpoint(self, seconds: float, size: int) -> None: ...
     def reload(self, ok: bool) -> None: ...
 
 
@@ -186,7 +187,7 @@ class Saved(NamedTuple):
     sent: bool = False
 
 
-class Strategy:
+class Strategy(abc.ABC):
     """What one stage does with what its consumer fetches. The defaults are
     what a stage without the need does; the runtime calls, in order:
     `attach`, `restore`, then per assignment `assigned` / `revoked`, per turn
@@ -195,36 +196,41 @@ class Strategy:
     name = "stage"
     group_suffix = ""  # the stage's consumer group: the service's group id + this
     fetch_max_wait_ms = FETCH_MAX_WAIT_MS
-    checkpoint_interval_s: float | None = None  # None: the service's snapshot interval
+    checkpoint_interval_s: float | None = None  # None: the service's checkpoint interval
     evaluates = True  # its assignment is what anomalyd_assigned_partitions shows
     lock: AsyncContextManager = contextlib.nullcontext()  # held by a turn and by a revocation's checkpoint
 
     def attach(self, runtime: Runtime, stage: Stage) -> None:
         self.rt, self.stage = runtime, stage
 
+    @abc.abstractmethod
     def topics(self) -> list[str]:
-        raise NotImplementedError
+        """The topics the stage's consumer subscribes to."""
 
     def internal_topics(self) -> dict[str, TopicSpec]:
         """The topics only this stage reads or writes (none in direct mode)."""
         return {}
 
-    def restore(self) -> None:
+    def restore(self) -> None:  # noqa: B027 (an optional hook, not abstract)
         """Before the consumers start (direct mode reads its snapshot file)."""
 
-    async def assigned(self, tps: set[TopicPartition]) -> None:
-        raise NotImplementedError
+    async def assigned(self, tps: set[TopicPartition]) -> None:  # noqa: B027 (an optional hook, not abstract)
+        """Partitions assigned, before their first batch (the router needs
+        nothing: a partition's progress starts at its first batch or position)."""
 
+    @abc.abstractmethod
     def revoked(self, tps: set[TopicPartition]) -> None:
-        raise NotImplementedError
+        """Partitions taken away, after their checkpoint: forget them."""
 
+    @abc.abstractmethod
     async def process(self, batch: dict) -> tuple[list, int] | None:
         """A turn: the outputs to emit and how many records it took, or None
         when there was nothing to do."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     async def save(self, why: str, only: set[TopicPartition] | None) -> Saved | None:
-        raise NotImplementedError
+        """Record the state behind the outputs flushed so far (of `only`'s
+        partitions, when given); None: nothing to commit."""
 
     def poll_ms(self) -> int:
         return 20 if self.pending() else 200  # briskly while events wait for a quiet partition's grace period
@@ -232,11 +238,13 @@ class Strategy:
     def pending(self) -> int:
         return 0
 
+    @abc.abstractmethod
     def apply_rules(self, rs: RuleSet) -> None:
-        raise NotImplementedError
+        """Swap in a reloaded rule set, between turns."""
 
+    @abc.abstractmethod
     def counters(self) -> dict:
-        raise NotImplementedError
+        """This process's counts (see `figures`)."""
 
     def evaluating_engines(self) -> list[Engine]:
         return []
@@ -272,8 +280,9 @@ class ReadsInput(Strategy):
             if recs:
                 self.read_to((tp.topic, tp.partition), recs[-1].offset + 1)
 
+    @abc.abstractmethod
     def read_to(self, part: tuple[str, int], next_offset: int) -> None:
-        raise NotImplementedError
+        """An input partition has been read up to `next_offset`."""
 
     def counters(self) -> dict:
         return subtract(figures(self.engine), self.baseline)
@@ -285,10 +294,11 @@ class ReadsInput(Strategy):
 class Stage:
     """One consumer and the strategy that handles what it fetches."""
 
+    consumer: AIOKafkaConsumer  # made by Runtime.run, before the stage's loop and listener run
+
     def __init__(self, strategy: Strategy, group_id: str, client_id: str):
         self.strategy = strategy
         self.group_id, self.client_id = group_id, client_id
-        self.consumer: AIOKafkaConsumer | None = None
         self.assigned: set[TopicPartition] = set()
         self.last_loop = time.monotonic()
         self.task: asyncio.Task | None = None
@@ -314,6 +324,9 @@ class _Listener(ConsumerRebalanceListener):
 
 
 class Runtime:
+    """The loop both modes run: see the module's docstring."""
+
+    producer: AIOKafkaProducer  # made by run(), before any stage starts
     def __init__(self, *, bootstrap: str, input_topics: dict[str, str], output_topics: dict[str, str],
                  group_id: str, strategies: list[Strategy], checkpoint_interval_s: float = 5.0,
                  session_timeout_ms: int = 6000, security: dict | None = None, client_id: str = "anomalyd",
@@ -352,7 +365,6 @@ class Runtime:
         self.records = 0
         self.produced: dict[str, int] = {}
         self.pending_reload: RuleSet | None = None
-        self.producer: AIOKafkaProducer | None = None
 
     def stage(self, name: str) -> Stage:
         return next(st for st in self.stages if st.strategy.name == name)
@@ -410,7 +422,7 @@ class Runtime:
         if saved.offsets:
             await self.commit_offsets(stage.consumer, saved.offsets)
         if saved.size is not None:
-            self.hooks.snapshot(time.monotonic() - t, saved.size)
+            self.hooks.checkpoint(time.monotonic() - t, saved.size)
             log.debug("checkpoint (%s, %s): %d bytes in %.3fs", stage.strategy.name, why, saved.size,
                       time.monotonic() - t)
 
@@ -511,8 +523,8 @@ class Runtime:
     def request_reload(self, ruleset: RuleSet) -> None:
         self.pending_reload = ruleset  # applied between turns: the swap is atomic
 
-    def _apply_reload(self) -> None:
-        rs, self.pending_reload = self.pending_reload, None
+    def _apply_reload(self, rs: RuleSet) -> None:
+        self.pending_reload = None
         for st in self.stages:
             st.strategy.apply_rules(rs)
 
@@ -551,10 +563,12 @@ class Runtime:
                 await st.consumer.start()
             self.broker_seen = time.monotonic()
             self._watch = asyncio.create_task(self._watch_broker())
+            loops = []
             for st in self.stages:
                 st.task = asyncio.create_task(self._loop(st))
+                loops.append(st.task)
             self.loop_started = True
-            await asyncio.wait([st.task for st in self.stages], return_when=asyncio.FIRST_EXCEPTION)
+            await asyncio.wait(loops, return_when=asyncio.FIRST_EXCEPTION)
         finally:
             self.stopping.set()
             tasks = [st.task for st in self.stages if st.task is not None]
@@ -564,8 +578,8 @@ class Runtime:
                 self._watch.cancel()
             await _stop(self.producer)
         for t in tasks:
-            if t.done() and not t.cancelled() and t.exception() is not None:
-                raise t.exception()
+            if t.done() and not t.cancelled() and (exc := t.exception()) is not None:
+                raise exc
 
     async def _loop(self, st: Stage) -> None:
         s, consumer = st.strategy, st.consumer
@@ -575,7 +589,7 @@ class Runtime:
             while not self.stopping.is_set():
                 st.last_loop = time.monotonic()
                 if self.pending_reload is not None:
-                    self._apply_reload()
+                    self._apply_reload(self.pending_reload)
                 try:
                     batch = await consumer.getmany(timeout_ms=s.poll_ms(), max_records=5000)
                 except Exception as exc:

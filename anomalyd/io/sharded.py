@@ -39,13 +39,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from aiokafka import TopicPartition
 
 from ..engine import snapshot
 from ..engine.engine import Engine
 from ..engine.rules.loader import RuleSet
+from .checkpoint_store import CheckpointStore
 from .ordering import INF, ReorderBuffer
 from .records import (
     ORIGIN_HEADER,
@@ -60,7 +61,6 @@ from .records import (
     refill,
 )
 from .runtime import ReadsInput, Runtime, Saved, Strategy, TopicSpec, add, figures, subtract
-from .checkpoint_store import CheckpointStore
 
 log = logging.getLogger("anomalyd.sharded")
 
@@ -109,9 +109,6 @@ class Router(ReadsInput):
     def internal_topics(self) -> dict[str, TopicSpec]:
         return {self.repartition_topic: TopicSpec(self.shard_count)}  # one partition per shard
 
-    async def assigned(self, tps: set[TopicPartition]) -> None:
-        """Nothing to set up: a partition's progress starts at its first batch or position."""
-
     def revoked(self, tps: set[TopicPartition]) -> None:
         for tp in tps:
             o = (tp.topic, tp.partition)
@@ -152,7 +149,7 @@ class Router(ReadsInput):
             st = progress.get(origin.part)
             if st is None:
                 st = progress[origin.part] = _Progress()
-            ts = ev.ts
+            ts = cast(int, ev.ts)  # epoch ms once validated
             if st.max_ts is None or ts > st.max_ts:
                 st.max_ts = ts
             if st.min_ts is None or ts < st.min_ts:
@@ -399,7 +396,7 @@ class Shards(Strategy):
             if shard is None or not recs:
                 continue  # not (yet) this worker's: its position is set when it is
             if shard.pos is not None and recs[0].offset != shard.pos:
-                recs = self._from_position(tp, shard, recs)
+                recs = self._from_position(tp, shard, shard.pos, recs)
                 if not recs:
                     continue
             n += len(recs)
@@ -414,7 +411,7 @@ class Shards(Strategy):
             self.release(shard, wall, outs)
         return outs, n
 
-    def _from_position(self, tp: TopicPartition, shard: Shard, recs: list) -> list:
+    def _from_position(self, tp: TopicPartition, shard: Shard, pos: int, recs: list) -> list:
         """The records of a batch that does not start at the shard's position
         that it may take. A shard reads its partition of the repartition
         topic without a gap: its dedupe (by highest origin offset) would drop
@@ -424,16 +421,16 @@ class Shards(Strategy):
         position, unless the same gap comes back: then the records are gone
         from Kafka (retention) and the shard goes on."""
         first = recs[0].offset
-        if first < shard.pos:
-            return [r for r in recs if r.offset >= shard.pos]
-        if shard.gap == (shard.pos, first):
+        if first < pos:
+            return [r for r in recs if r.offset >= pos]
+        if shard.gap == (pos, first):
             log.error("shard %d: repartition offsets %d..%d are gone from Kafka (retention?); going on from %d",
-                      shard.index, shard.pos, first - 1, first)
+                      shard.index, pos, first - 1, first)
             return recs
         log.warning("shard %d: a batch from repartition offset %d, expected %d; reading again from %d",
-                    shard.index, first, shard.pos, shard.pos)
-        shard.gap = (shard.pos, first)
-        self.stage.consumer.seek(tp, shard.pos)
+                    shard.index, first, pos, pos)
+        shard.gap = (pos, first)
+        self.stage.consumer.seek(tp, pos)
         return []
 
     def take(self, shard: Shard, recs: list, wall: float) -> None:
@@ -460,7 +457,7 @@ class Shards(Strategy):
                 continue
             if not validated:
                 br = br._replace(raw=encode_event(br.event))  # checkpoints hold validated events only
-            buf.push(o, br.event.ts, br)
+            buf.push(o, cast(int, br.event.ts), br)
 
     def release(self, shard: Shard, wall: float, outs: list) -> None:
         buf, eng = shard.buffer, shard.engine

@@ -8,7 +8,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -253,26 +253,26 @@ def env_file_lines(path: str | Path = ".env") -> dict[str, tuple[int, int]]:
     return out
 
 
-def unknown_settings(environ: dict | None = None, env_file: str | Path = ".env") -> list[str]:
+def unknown_settings(environ: Mapping[str, str] | None = None, env_file: str | Path = ".env") -> list[str]:
     """A line for each ANOMALYD_* name in the environment or the .env file
     that is no setting (a typo would otherwise be ignored silently): the
     .env ones as FILE:LINE:COL, each with a did-you-mean."""
-    environ = os.environ if environ is None else environ
+    env = os.environ if environ is None else environ
     out = []
     for name, (line, col) in env_file_lines(env_file).items():
         if not _known(name):
             out.append(f"{env_file}:{line}:{col}: unknown setting {name}{_hint(name)}")
-    for name in sorted(environ):
+    for name in sorted(env):
         if name.upper().startswith("ANOMALYD_") and not _known(name.upper()):
             out.append(f"{name} (environment): unknown setting{_hint(name.upper())}")
     return out
 
 
-def deprecated_settings(environ: dict | None = None, env_file: str | Path = ".env") -> list[str]:
+def deprecated_settings(environ: Mapping[str, str] | None = None, env_file: str | Path = ".env") -> list[str]:
     """A warning for each deprecated ANOMALYD_* name in the environment or
     the .env file, naming its replacement (which wins when both are given)."""
-    environ = os.environ if environ is None else environ
-    given = {n.upper() for n in environ} | set(env_file_lines(env_file))
+    env = os.environ if environ is None else environ
+    given = {n.upper() for n in env} | set(env_file_lines(env_file))
     return [f"{old} is deprecated (renamed {new}; the old name goes in 0.3.0)"
             + (f"; ignored, {new} is given" if new in given else "")
             for old, new in DEPRECATED.items() if old in given]

@@ -40,7 +40,7 @@ def read_png(path) -> tuple[int, int, int, list[bytes]]:
             for i in range(bpp, stride):
                 line[i] = (line[i] + line[i - bpp]) & 0xFF
         elif f == 2:
-            line = bytearray((a + b) & 0xFF for a, b in zip(line, prev))
+            line = bytearray((a + b) & 0xFF for a, b in zip(line, prev, strict=True))
         elif f == 3:
             for i in range(stride):
                 left = line[i - bpp] if i >= bpp else 0

@@ -122,7 +122,8 @@ def test_kcat_json_envelopes_replay_like_plain_lines(tmp_path):
     (tmp_path / "b.jsonl").write_text("\n".join(kcat))
     a = cli("replay", str(tmp_path / "a.jsonl"), "--rules", "rules").stdout
     b = cli("replay", str(tmp_path / "b.jsonl"), "--rules", "rules").stdout
-    strip = lambda s: [{k: v for k, v in json.loads(x)["value"].items() if k != "original"} for x in s.splitlines()]
+    def strip(s):
+        return [{k: v for k, v in json.loads(x)["value"].items() if k != "original"} for x in s.splitlines()]
     assert strip(a) == strip(b) and len(a.splitlines()) >= 3
 
 

@@ -4,7 +4,6 @@ offline, strict) and consistency checks across the manifests."""
 from __future__ import annotations
 
 import importlib.util
-from pathlib import Path
 
 import pytest
 import yaml
@@ -49,7 +48,7 @@ def test_builtin_kinds_validate_against_the_kubernetes_schemas(version):
     import kubernetes_validate
 
     checked = set()
-    for (kind, name), d in docs().items():
+    for (kind, _name), d in docs().items():
         if d["apiVersion"].startswith("monitoring.coreos.com/"):
             continue  # CRDs: checked below
         kubernetes_validate.validate(d, version, strict=True)

@@ -33,7 +33,7 @@ def _dump(obj) -> bytes:
 def _check(eng: Engine, outs: list, before: int) -> None:
     after = sum(eng.consumed.values()) + sum(eng.invalid.values())  # future_ts is a dead letter too
     assert after == before + 1, "every record is counted exactly once, accepted or rejected"
-    for topic, key, value in outs:
+    for topic, _key, value in outs:
         assert topic in ("alerts", "breaker-commands", "dead-letter")
         if topic == "dead-letter":
             assert value["reason"] and "\n" not in value["reason"] and value["reason_code"]

@@ -136,7 +136,7 @@ class ScramServer:
         _salt, _iterations, stored_key, server_key = self.cred
         auth_message = f"{self.client_first_bare},{self.server_first},{without_proof}".encode()
         signature = hmac.new(stored_key, auth_message, h).digest()
-        client_key = bytes(x ^ y for x, y in zip(base64.b64decode(proof), signature))
+        client_key = bytes(x ^ y for x, y in zip(base64.b64decode(proof), signature, strict=True))
         if not self.known or not hmac.compare_digest(h(client_key).digest(), stored_key):
             return None
         return b"v=" + base64.b64encode(hmac.new(server_key, auth_message, h).digest())

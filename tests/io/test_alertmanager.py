@@ -18,9 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from tests.io.service import free_port  # noqa: F401  (one helper for every test)
-
 from anomalyd.alertmanager.forwarder import AlertmanagerForwarder, alert_labels, label_name, to_alertmanager
+from tests.io.service import free_port  # noqa: F401  (one helper for every test)
 
 AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 needs_am = pytest.mark.skipif(AM_BIN is None, reason="Alertmanager binary missing: apt-get install prometheus-alertmanager")

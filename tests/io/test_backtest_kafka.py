@@ -1,7 +1,6 @@
 """`anomalyd backtest kafka://...` reads history straight from the input topics."""
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -28,12 +27,14 @@ def test_backtest_from_kafka_equals_backtest_from_the_file_and_honours_since(bro
     time.sleep(0.05)
     produce_jsonl(broker.bootstrap, envelope_records(envs, svc.topics))
     env = svc.env  # the unique topic names
-    run = lambda src: subprocess.run([sys.executable, "-m", "anomalyd", "backtest", src, "--rules", "rules", "--json"],
-                                     capture_output=True, text=True, env=env)
+    def run(src):
+        return subprocess.run([sys.executable, "-m", "anomalyd", "backtest", src, "--rules", "rules", "--json"],
+                                         capture_output=True, text=True, env=env)
     from_file = run(str(tmp_path / "sim.jsonl"))
     from_kafka = run(f"kafka://{broker.bootstrap}?since={since}")
     assert from_file.returncode == 0 and from_kafka.returncode == 0, from_kafka.stderr
-    per_rule = lambda out: {rid: (r["fired"], r["resolved"]) for rid, r in json.loads(out)["current"]["rules"].items()}
+    def per_rule(out):
+        return {rid: (r["fired"], r["resolved"]) for rid, r in json.loads(out)["current"]["rules"].items()}
     assert per_rule(from_kafka.stdout) == per_rule(from_file.stdout)
     assert sum(f for f, _ in per_rule(from_kafka.stdout).values()) >= 2
     assert f"read {len(envs)} records" in from_kafka.stderr          # the old record is before `since`

@@ -9,7 +9,6 @@ from collections import defaultdict
 
 import pytest
 
-from anomalyd.kafkatools.admin import consume_all, ensure_topics, produce_jsonl, topic_partitions
 from anomalyd.broker.embedded import (
     BrokerError,
     EmbeddedBroker,
@@ -17,6 +16,7 @@ from anomalyd.broker.embedded import (
     probe_metadata,
     wait_for_port_free,
 )
+from anomalyd.kafkatools.admin import consume_all, ensure_topics, produce_jsonl, topic_partitions
 
 pytestmark = pytest.mark.kafka
 

@@ -4,7 +4,6 @@ partitions and the groups, and say together what `anomalyd replay` says."""
 from __future__ import annotations
 
 import contextlib
-
 import json
 import shutil
 import signal
@@ -120,7 +119,8 @@ def test_killing_one_worker_moves_its_shards_to_the_other_without_losing_alerts(
     a.env["ANOMALYD_SESSION_TIMEOUT_MS"] = "4000"
     b = a.twin()
     n = produce_lines(a, sim)
-    routed = lambda: a.processed() + b.processed()  # records each router took, this process
+    def routed():
+        return a.processed() + b.processed()  # records each router took, this process
     try:
         a.start()
         b.start()
@@ -155,8 +155,9 @@ def test_scale_out_worker_hot_reloads_counts_and_passes_promtool(broker, tmp_pat
     svc.rules = rules
     svc.env["ANOMALYD_RULES_DIR"] = str(rules)
     t = svc.topics
-    inv = lambda i, a: (t["inventory"], f"S{i}", json.dumps(
-        {"event_id": f"e{i}", "ts": 1781712000000 + i * 1000, "sku": f"S{i}", "available": a}).encode())
+    def inv(i, a):
+        return (t["inventory"], f"S{i}", json.dumps(
+            {"event_id": f"e{i}", "ts": 1781712000000 + i * 1000, "sku": f"S{i}", "available": a}).encode())
     svc.start()
     try:
         svc.wait_ready()

@@ -25,8 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from anomalyd.kafkatools.admin import produce_jsonl
 from anomalyd.broker.embedded import EmbeddedBroker
+from anomalyd.kafkatools.admin import produce_jsonl
 from anomalyd.surfaces.settings import Settings
 from tests.io.kafka_front import KafkaFront, make_pki, server_context
 from tests.io.service import Service, free_port

@@ -13,14 +13,21 @@ from types import SimpleNamespace
 
 from aiokafka import TopicPartition
 
+from anomalyd.engine.decode import decode_value
 from anomalyd.engine.engine import Engine
 from anomalyd.engine.rules.loader import load_rules
-from anomalyd.engine.decode import decode_value
-from anomalyd.io.records import (ORIGIN_HEADER, VALIDATED_HEADER, WATERMARK_KEY, Origin, Watermark, WatermarkEntry,
-                                 encode_event)
+from anomalyd.io.checkpoint_store import CheckpointStore
+from anomalyd.io.records import (
+    ORIGIN_HEADER,
+    VALIDATED_HEADER,
+    WATERMARK_KEY,
+    Origin,
+    Watermark,
+    WatermarkEntry,
+    encode_event,
+)
 from anomalyd.io.runtime import _Listener
 from anomalyd.io.sharded import Shard, Shards, scaleout_worker
-from anomalyd.io.checkpoint_store import CheckpointStore
 
 T0 = 1781712000000
 INV, ORD = ("inventory", 0), ("orders", 0)
@@ -32,6 +39,7 @@ def _worker(tmp_path, idle_s: float = 0.5) -> tuple[Shards, Shard]:
                          checkpoints=CheckpointStore("127.0.0.1:1", "state"), bootstrap="127.0.0.1:1",
                          input_topics={"inventory": "inventory", "orders": "orders"}, output_topics={},
                          group_id="g", log_alerts=False)
+    rt.producer = None  # not started: shards opened here write no checkpoints
     w = rt.stage("shard").strategy
     w.origins = [INV, ORD]
     eng = w.make_engine()

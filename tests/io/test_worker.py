@@ -76,7 +76,8 @@ def test_seed_stories_through_kafka_equal_replay(broker, tmp_path):
 def test_malformed_records_of_every_kind_go_to_dead_letter_and_the_worker_keeps_going(broker, tmp_path):
     svc = Service(broker.bootstrap, tmp_path)
     t = svc.topics
-    good = lambda i, a: json.dumps({"event_id": f"ok-{i}", "ts": 1781712000000 + i, "sku": "S", "available": a}).encode()
+    def good(i, a):
+        return json.dumps({"event_id": f"ok-{i}", "ts": 1781712000000 + i, "sku": "S", "available": a}).encode()
     bad = [
         (t["inventory"], b"\xff\xfe\x00 binary"), (t["inventory"], b""), (t["inventory"], b"{"),
         (t["inventory"], b"[1,2]"), (t["inventory"], b'"str"'), (t["inventory"], b'{"event_id": "x"}'),
@@ -138,7 +139,8 @@ def test_hot_reload_keeps_old_rules_on_a_broken_edit_and_applies_a_good_one(brok
     shutil.copytree("rules", rules, ignore=shutil.ignore_patterns("tests"))
     svc = Service(broker.bootstrap, tmp_path, rules=rules)
     t = svc.topics
-    inv = lambda i, a: (t["inventory"], "S", json.dumps({"event_id": f"e{i}", "ts": 1781712000000 + i * 1000, "sku": f"S{i}", "available": a}).encode())
+    def inv(i, a):
+        return (t["inventory"], "S", json.dumps({"event_id": f"e{i}", "ts": 1781712000000 + i * 1000, "sku": f"S{i}", "available": a}).encode())
     svc.start()
     try:
         svc.wait_ready()
@@ -179,13 +181,13 @@ def test_kill_9_ten_times_with_a_backlog_loses_no_alert(broker, tmp_path):
             # ten land inside the backlog however fast the machine is.
             base = svc.processed()
             step = rng.randint(1000, max(1000, int(n - base) // (11 - i)))
-            svc.wait(lambda: svc.processed() >= min(n, base + step), 90, "progress before the kill", every=0.05)
+            svc.wait(lambda base=base, step=step: svc.processed() >= min(n, base + step), 90, "progress before the kill", every=0.05)
             if i % 2:
                 # Every other run lives until a checkpoint has saved that progress
                 # (on a loaded machine a kill can otherwise always land inside the
                 # first big release of buffered events, and no run keeps any work).
                 t_prog = time.time()
-                svc.wait(lambda: svc.metric("anomalyd_checkpoint_timestamp_seconds") > t_prog, 30,
+                svc.wait(lambda t_prog=t_prog: svc.metric("anomalyd_checkpoint_timestamp_seconds") > t_prog, 30,
                          "a checkpoint after the progress", every=0.05)
             progress.append(svc.processed())
             svc.kill(signal.SIGKILL)
@@ -221,8 +223,9 @@ def test_shadow_rules_run_live_but_only_write_to_the_shadow_topic(broker, tmp_pa
         (rules / "inventory.yaml").read_text().replace("id: negative-stock", "id: low-stock-candidate")
         .replace("value: 0", "value: 10").replace("    severity: P1", "    severity: P1\n    mode: shadow"))
     svc = Service(broker.bootstrap, tmp_path, rules=rules)
-    ev = lambda i, a: (svc.topics["inventory"], "S", json.dumps(
-        {"event_id": f"e{i}", "ts": 1781712000000 + i, "sku": "S", "available": a}).encode())
+    def ev(i, a):
+        return (svc.topics["inventory"], "S", json.dumps(
+            {"event_id": f"e{i}", "ts": 1781712000000 + i, "sku": "S", "available": a}).encode())
     produce_jsonl(broker.bootstrap, [ev(1, 5)])   # below 10, not below 0
     svc.start()
     try:
@@ -251,16 +254,17 @@ def test_a_partition_holding_the_watermark_that_is_not_fetched_is_resumed(broker
 
     from anomalyd.engine.engine import Engine
     from anomalyd.engine.rules.loader import load_rules
-    from anomalyd.kafkatools.admin import ensure_topics
-    from anomalyd.io.snapshots import SnapshotFile
     from anomalyd.io.direct import direct_worker
+    from anomalyd.io.snapshots import SnapshotFile
+    from anomalyd.kafkatools.admin import ensure_topics
 
     tag = uuid.uuid4().hex[:6]
     ins = {f"{s}-{tag}": s for s in ("orders", "inventory", "payments", "complaints")}
     outs = {k: f"{k}-{tag}" for k in ("alerts", "alerts-shadow", "breaker-commands", "dead-letter")}
     ensure_topics(broker.bootstrap, {t: 1 for t in [*ins, *outs.values()]})
     inv = f"inventory-{tag}"
-    ev = lambda topic, i, **kw: (topic, None, json.dumps({"event_id": f"{topic}{i}", "ts": 1781712000000 + i * 1000, **kw}).encode())
+    def ev(topic, i, **kw):
+        return (topic, None, json.dumps({"event_id": f"{topic}{i}", "ts": 1781712000000 + i * 1000, **kw}).encode())
 
     async def scenario() -> tuple[int, int]:
         with tempfile.TemporaryDirectory() as d:
