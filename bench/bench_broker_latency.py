@@ -64,8 +64,14 @@ def consume(bootstrap: str, topics: list[str], seconds: float, fetch_wait_ms: in
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
     async def run() -> list[tuple[float, float]]:
-        c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                             auto_offset_reset="earliest", fetch_max_wait_ms=fetch_wait_ms, max_poll_records=5000)
+        c = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=fetch_wait_ms,
+            max_poll_records=5000,
+        )
         await c.start()
         c.assign([TopicPartition(t, p) for t in topics for p in range(PARTITIONS)])
         got: list[tuple[float, float]] = []
@@ -111,8 +117,10 @@ def main() -> None:
         if broker is not None:
             broker.stop()
     print(f"machine: {platform.machine()}, {mp.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"broker: {'embedded Tansu' if broker else a.bootstrap}; {len(topics)} topics x {PARTITIONS} partitions; "
-          f"{a.rate:,.0f} records/s for {a.seconds:.0f} s; consumer fetch_max_wait_ms {a.fetch_max_wait_ms}")
+    print(
+        f"broker: {'embedded Tansu' if broker else a.bootstrap}; {len(topics)} topics x {PARTITIONS} partitions; "
+        f"{a.rate:,.0f} records/s for {a.seconds:.0f} s; consumer fetch_max_wait_ms {a.fetch_max_wait_ms}"
+    )
     print(f"records received: {len(got):,}")
     if not got:
         return
@@ -121,10 +129,12 @@ def main() -> None:
     for w0 in range(0, int(a.seconds), 10):
         xs = [lat for s, lat in got if w0 <= s - start < w0 + 10]
         if xs:
-            print(f"  {w0:3d}-{w0 + 10:<3d} {len(xs):7,d} {pct(xs, .5) * 1000:8.0f} {pct(xs, .99) * 1000:8.0f} "
-                  f"{max(xs) * 1000:8.0f}")
+            print(
+                f"  {w0:3d}-{w0 + 10:<3d} {len(xs):7,d} {pct(xs, 0.5) * 1000:8.0f} {pct(xs, 0.99) * 1000:8.0f} "
+                f"{max(xs) * 1000:8.0f}"
+            )
     xs = [lat for _, lat in got]
-    print(f"  all     {len(xs):7,d} {pct(xs, .5) * 1000:8.0f} {pct(xs, .99) * 1000:8.0f} {max(xs) * 1000:8.0f}")
+    print(f"  all     {len(xs):7,d} {pct(xs, 0.5) * 1000:8.0f} {pct(xs, 0.99) * 1000:8.0f} {max(xs) * 1000:8.0f}")
 
 
 if __name__ == "__main__":

@@ -86,8 +86,12 @@ def bench_replay(n_events: int, rules_dir: Path | None = None) -> dict:
 
     def cli(p: Path) -> float:
         t = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "anomalyd", "replay", str(p), "--rules", str(ROOT / "rules")],
-                       stdout=subprocess.DEVNULL, check=True, cwd=ROOT)
+        subprocess.run(
+            [sys.executable, "-m", "anomalyd", "replay", str(p), "--rules", str(ROOT / "rules")],
+            stdout=subprocess.DEVNULL,
+            check=True,
+            cwd=ROOT,
+        )
         return time.perf_counter() - t
 
     empty = path.parent / "empty.jsonl"
@@ -137,24 +141,34 @@ def bench_against(rev: str, n_events: int, rounds: int = 3) -> None:
 
     bench_replay(n_events)  # writes the file both read
     old = Path(tempfile.mkdtemp(prefix="bench-against-")) / "tree"
-    subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), rev], check=True,
-                   capture_output=True)
-    code = ("import json,sys; sys.path.insert(0, sys.argv[1]); sys.argv=[sys.argv[0]];"
-            "import importlib.util as u; s=u.spec_from_file_location('b', sys.argv[0] if False else '%s');"
-            "m=u.module_from_spec(s); s.loader.exec_module(m); print(json.dumps(m.replay_only(%d, '%s')))")
+    subprocess.run(
+        ["git", "-C", str(ROOT), "worktree", "add", "--detach", str(old), rev], check=True, capture_output=True
+    )
+    code = (
+        "import json,sys; sys.path.insert(0, sys.argv[1]); sys.argv=[sys.argv[0]];"
+        "import importlib.util as u; s=u.spec_from_file_location('b', sys.argv[0] if False else '%s');"
+        "m=u.module_from_spec(s); s.loader.exec_module(m); print(json.dumps(m.replay_only(%d, '%s')))"
+    )
     try:
         best: dict[str, float] = {}
         for _ in range(rounds):
             for name, tree in (("this tree", ROOT), (rev, old)):
-                out = subprocess.run([sys.executable, "-c", code % (ROOT / "bench" / "bench_engine.py", n_events, tree),
-                                      str(tree)], capture_output=True, text=True, check=True, cwd=tree)
+                out = subprocess.run(
+                    [sys.executable, "-c", code % (ROOT / "bench" / "bench_engine.py", n_events, tree), str(tree)],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                    cwd=tree,
+                )
                 r = json.loads(out.stdout.strip().splitlines()[-1])
                 best[name] = max(best.get(name, 0), r["replay_per_s"])
                 best[name + " json"] = max(best.get(name + " json", 0), r["json_loads_per_s"])
                 best[name + " rules"] = r["rules"]
         for name in ("this tree", rev):
-            print(f"  {name:<12} {best[name]:>10,.0f} events/s  ({best[name + ' rules']} rules; "
-                  f"{best[name] / best[name + ' json']:.2f} x json.loads)")
+            print(
+                f"  {name:<12} {best[name]:>10,.0f} events/s  ({best[name + ' rules']} rules; "
+                f"{best[name] / best[name + ' json']:.2f} x json.loads)"
+            )
         print(f"  ratio: {best['this tree'] / best[rev]:.3f}")
     finally:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
@@ -183,13 +197,22 @@ def bench_state() -> None:
 
     t0 = 1_781_712_000_000
     cases = {
-        "surge offset 7d, window 10m (count)": dict(type="surge", source="complaints", window="10m", pct=50,
-                                                    baseline="offset", offset="7d", group_by=["sku"]),
-        "aggregate sum, window 10m": dict(type="aggregate", source="complaints", fn="sum", field="ts", window="10m",
-                                          op=">", value=0, group_by=["sku"]),
-        "aggregate distinct, window 10m, 1,000 values": dict(type="aggregate", source="complaints", fn="distinct",
-                                                            field="ticket_id", window="10m", op=">", value=1e9,
-                                                            group_by=["sku"]),
+        "surge offset 7d, window 10m (count)": dict(
+            type="surge", source="complaints", window="10m", pct=50, baseline="offset", offset="7d", group_by=["sku"]
+        ),
+        "aggregate sum, window 10m": dict(
+            type="aggregate", source="complaints", fn="sum", field="ts", window="10m", op=">", value=0, group_by=["sku"]
+        ),
+        "aggregate distinct, window 10m, 1,000 values": dict(
+            type="aggregate",
+            source="complaints",
+            fn="distinct",
+            field="ticket_id",
+            window="10m",
+            op=">",
+            value=1e9,
+            group_by=["sku"],
+        ),
     }
     for name, kw in cases.items():
         r = RULE_TYPES[kw["type"]].model_validate({"id": "b", **kw})
@@ -201,8 +224,10 @@ def bench_state() -> None:
         base = tracemalloc.get_traced_memory()[0]
         for i in range(per):
             for g in range(groups):
-                eng.process_line('{"topic":"complaints","value":{"event_id":"e%d-%d","ts":%d,"ticket_id":"T-%d",'
-                                 '"category":"q","sku":"S-%d"}}' % (g, i, t0 + i * 500, i, g))
+                eng.process_line(
+                    '{"topic":"complaints","value":{"event_id":"e%d-%d","ts":%d,"ticket_id":"T-%d",'
+                    '"category":"q","sku":"S-%d"}}' % (g, i, t0 + i * 500, i, g)
+                )
         gc.collect()
         used = tracemalloc.get_traced_memory()[0] - base
         tracemalloc.stop()
@@ -221,17 +246,25 @@ def main() -> None:
         print("state per group (tracemalloc):")
         bench_state()
         return
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     r = bench_replay(a.events)
     print(f"replay, default rules, {r['events']} simulated events ({r['outputs']} output records):")
     print(f"  json.loads alone       {r['json_loads_per_s']:>12,.0f} lines/s")
-    print(f"  engine (replay path)   {r['replay_per_s']:>12,.0f} events/s   = {r['ratio_to_json_loads']:.2f} x json.loads")
-    print(f"  `anomalyd replay` CLI  {r['cli_per_s']:>12,.0f} events/s   (wall clock: start-up, reading and output included)")
+    print(
+        f"  engine (replay path)   {r['replay_per_s']:>12,.0f} events/s   = {r['ratio_to_json_loads']:.2f} x json.loads"
+    )
+    print(
+        f"  `anomalyd replay` CLI  {r['cli_per_s']:>12,.0f} events/s   (wall clock: start-up, reading and output included)"
+    )
     print(f"    of which start-up    {r['cli_start_s']:>12.2f} s          (same command on an empty file)")
     print(f"    after start-up       {r['cli_after_start_per_s']:>12,.0f} events/s")
     m = bench_memory(a.groups)
     print(f"state memory, order-price-swing, {m['groups']:,} distinct SKUs:")
-    print(f"  {m['bytes_per_group_tracemalloc']:.0f} bytes/group (tracemalloc), {m['rss_growth_per_group']:.0f} bytes/group (RSS growth)")
+    print(
+        f"  {m['bytes_per_group_tracemalloc']:.0f} bytes/group (tracemalloc), {m['rss_growth_per_group']:.0f} bytes/group (RSS growth)"
+    )
 
 
 if __name__ == "__main__":

@@ -87,13 +87,23 @@ def main() -> None:
 
     t = time.perf_counter()
     events = order_events(a.events)
-    print(f"python {platform.python_version()} · cel-expr-python {version('cel-expr-python')} · "
-          f"{len(events)} decoded order events in {time.perf_counter() - t:.1f}s")
+    print(
+        f"python {platform.python_version()} · cel-expr-python {version('cel-expr-python')} · "
+        f"{len(events)} decoded order events in {time.perf_counter() - t:.1f}s"
+    )
     rows = [("empty loop (for e in events: f(e), f = lambda e: None)", lambda e: None)]
-    rows.append(('condition {field: status, op: "==", value: created}',
-                  compile_condition(Condition(field="status", op="==", value="created"))))
-    rows.append(('condition {field: quantity, op: ">", value: 2}',
-                  compile_condition(Condition(field="quantity", op=">", value=2))))
+    rows.append(
+        (
+            'condition {field: status, op: "==", value: created}',
+            compile_condition(Condition(field="status", op="==", value="created")),
+        )
+    )
+    rows.append(
+        (
+            'condition {field: quantity, op: ">", value: 2}',
+            compile_condition(Condition(field="quantity", op=">", value=2)),
+        )
+    )
     exprs = {}
     for text in EXPRS:
         x = compile_expr("orders", text)
@@ -106,6 +116,7 @@ def main() -> None:
         d = {k: v for k, v in ev.__dict__.items() if v is not None}
         d.setdefault("attrs", {})
         return prog.eval(data=d).value()
+
     rows.append(("  same, activation of every field instead of the fields read", every_field))
     width = max(len(r[0]) for r in rows)
     for label, fn in rows:
@@ -113,13 +124,16 @@ def main() -> None:
     for text, x in exprs.items():
         vals = [x(e) for e in events[:10_000]]
         nv = sum(v is NO_VALUE for v in vals)
-        print(f"  {text}: on the first 10000 events {nv} no value (counters after all runs: "
-              f"missing {x.missing}, errors {x.errors})")
+        print(
+            f"  {text}: on the first 10000 events {nv} no value (counters after all runs: "
+            f"missing {x.missing}, errors {x.errors})"
+        )
     if a.compare:
         compare(events, a.repeat)
 
 
 # --- the other packages --------------------------------------------------------------
+
 
 def _activation(ev, names):
     d = {}
@@ -132,12 +146,16 @@ def _activation(ev, names):
     return d
 
 
-FIELDS = {"size(promo_codes) >= 2": ("promo_codes",), "unit_price * quantity > 100": ("unit_price", "quantity"),
-          "attrs.floor_price - unit_price": ("attrs", "unit_price")}
+FIELDS = {
+    "size(promo_codes) >= 2": ("promo_codes",),
+    "unit_price * quantity > 100": ("unit_price", "quantity"),
+    "attrs.floor_price - unit_price": ("attrs", "unit_price"),
+}
 
 
 def compare(events, repeat: int) -> None:
     from importlib.metadata import version
+
     print("\n--compare: raw per-evaluation cost, activation built from the fields read, errors caught")
     try:
         import cel as celrust
@@ -150,7 +168,9 @@ def compare(events, repeat: int) -> None:
                     return p.execute(_activation(ev, names))
                 except Exception:
                     return NO_VALUE
+
             return f
+
         print(f"  common-expression-language {version('common-expression-language')} (cel-rust, no type checker)")
         for text in EXPRS:
             print(f"    {text:<34} {per_call_us(rust(text), events, repeat):6.2f} µs/eval")
@@ -169,7 +189,9 @@ def compare(events, repeat: int) -> None:
                     return prg.evaluate(celpy.json_to_cel(_activation(ev, names)))
                 except Exception:
                     return NO_VALUE
+
             return f
+
         n = min(len(events), 20_000)
         print(f"  cel-python {version('cel-python')} (pure Python, no type checker; on {n} events)")
         for text in EXPRS:
@@ -199,26 +221,41 @@ def correctness() -> None:
     runners = {}
     try:
         from cel_expr_python import cel as cpp
+
         T = cpp.Type
-        plain = cpp.NewEnv(variables={"attrs": T.Map(T.STRING, T.DYN), "unit_price": T.DOUBLE, "quantity": T.INT,
-                                      "promo_codes": T.List(T.STRING), "status": T.STRING, "merchant_id": T.STRING, "sku": T.STRING})
+        plain = cpp.NewEnv(
+            variables={
+                "attrs": T.Map(T.STRING, T.DYN),
+                "unit_price": T.DOUBLE,
+                "quantity": T.INT,
+                "promo_codes": T.List(T.STRING),
+                "status": T.STRING,
+                "merchant_id": T.STRING,
+                "sku": T.STRING,
+            }
+        )
 
         def run_cpp(text, ctx):
             v = plain.compile(text).eval(data=ctx)
             if v.type() == T.ERROR:
                 raise RuntimeError(v.value())
             return v.value()
+
         runners["cel-expr-python"] = run_cpp
-        runners["cel-expr-python + expr.py decls"] = lambda text, ctx: compile_expr("orders", text)._program.eval(data=ctx).value()
+        runners["cel-expr-python + expr.py decls"] = lambda text, ctx: (
+            compile_expr("orders", text)._program.eval(data=ctx).value()
+        )
     except ImportError:
         pass
     try:
         import cel as celrust
+
         runners["common-expression-language"] = lambda text, ctx: celrust.compile(text).execute(ctx)
     except ImportError:
         pass
     try:
         import celpy
+
         env = celpy.Environment()
         runners["cel-python"] = lambda text, ctx: env.program(env.compile(text)).evaluate(celpy.json_to_cel(ctx))
     except ImportError:

@@ -90,9 +90,12 @@ def active_alerts(eng: Engine) -> int:
 
 def git_commit() -> str:
     try:
-        c = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "anomalyd"],
-                               capture_output=True, text=True).stdout.strip()
+        c = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "anomalyd"], capture_output=True, text=True
+        ).stdout.strip()
         return (c or "? (not a git checkout)") + (" (anomalyd/ has uncommitted changes)" if dirty else "")
     except OSError:
         return "?"
@@ -107,11 +110,16 @@ def main() -> int:
     ap.add_argument("--max-rss-mb", type=float, default=12_000, help="stop (FAIL) if RSS passes this")
     a = ap.parse_args()
     span_ms = int(a.span * 1000)
-    print(f"bench_flood: {a.keys:,} distinct SKUs over {a.span:g} s of event time ({a.keys / a.span:,.0f} keys/s), "
-          f"max_groups_per_rule {a.cap:,}, rules {', '.join(f'{r.id}={r.type}' for r in RULES)}")
-    print(f"commit {git_commit()}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {os.cpu_count()} cores, Python "
-          f"{platform.python_version()} ({platform.machine()}), load average {os.getloadavg()[0]:.2f} "
-          f"(shared machine: other jobs may run)", flush=True)
+    print(
+        f"bench_flood: {a.keys:,} distinct SKUs over {a.span:g} s of event time ({a.keys / a.span:,.0f} keys/s), "
+        f"max_groups_per_rule {a.cap:,}, rules {', '.join(f'{r.id}={r.type}' for r in RULES)}"
+    )
+    print(
+        f"commit {git_commit()}, {time.strftime('%Y-%m-%d %H:%M:%S %Z')}; {os.cpu_count()} cores, Python "
+        f"{platform.python_version()} ({platform.machine()}), load average {os.getloadavg()[0]:.2f} "
+        f"(shared machine: other jobs may run)",
+        flush=True,
+    )
     eng = Engine(RULES, EngineConfig(max_groups_per_rule=a.cap))
     rss0, _ = proc_status()
     tried = crashes = 0
@@ -122,8 +130,11 @@ def main() -> int:
     max_firing = {r.id: 0 for r in RULES}
     rss_rows: list[float] = []
     aborted = None
-    print(f"{'events':>11} {'wall s':>7} {'ev/s':>7} {'rss MB':>7} {'max groups':>10} {'timer keys':>10} "
-          f"{'firing':>9} {'evicted (sum)':>13} {'alerts evicted':>14}", flush=True)
+    print(
+        f"{'events':>11} {'wall s':>7} {'ev/s':>7} {'rss MB':>7} {'max groups':>10} {'timer keys':>10} "
+        f"{'firing':>9} {'evicted (sum)':>13} {'alerts evicted':>14}",
+        flush=True,
+    )
     t0 = time.perf_counter()
     t_prev, n_prev = t0, 0
     for line, _real in stream(a.keys, span_ms):
@@ -152,9 +163,12 @@ def main() -> int:
             now = time.perf_counter()
             rss, _ = proc_status()
             rss_rows.append(rss)
-            print(f"{tried:>11,} {now - t0:>7.0f} {(tried - n_prev) / (now - t_prev):>7,.0f} {rss:>7,.0f} "
-                  f"{max(eng.groups().values()):>10,} {timer_entries(eng):>10,} {active_alerts(eng):>9,} "
-                  f"{sum(eng.evictions().values()):>13,} {eng.summary()['alerts_evicted']:>14,}", flush=True)
+            print(
+                f"{tried:>11,} {now - t0:>7.0f} {(tried - n_prev) / (now - t_prev):>7,.0f} {rss:>7,.0f} "
+                f"{max(eng.groups().values()):>10,} {timer_entries(eng):>10,} {active_alerts(eng):>9,} "
+                f"{sum(eng.evictions().values()):>13,} {eng.summary()['alerts_evicted']:>14,}",
+                flush=True,
+            )
             t_prev, n_prev = now, tried
             if rss > a.max_rss_mb:
                 aborted = f"RSS {rss:,.0f} MB passed --max-rss-mb {a.max_rss_mb:,.0f}"
@@ -168,41 +182,57 @@ def main() -> int:
     print("\n== summary ==")
     print(f"  records tried       {tried:,} ({a.keys:,} flood + {tried - a.keys:,} real-group events)")
     print(f"  crashes             {crashes}" + (f"  first: {first_crash}" if first_crash else ""))
-    print(f"  events processed    {processed:,} (consumed {sum(eng.consumed.values()):,}, late {eng.late:,}, "
-          f"dead letters {sum(eng.invalid.values()):,})")
+    print(
+        f"  events processed    {processed:,} (consumed {sum(eng.consumed.values()):,}, late {eng.late:,}, "
+        f"dead letters {sum(eng.invalid.values()):,})"
+    )
     print(f"  RSS                 before {rss0:,.0f} MB, at the end {rss:,.0f} MB, peak (VmHWM) {hwm:,.0f} MB")
     print(f"  pending timer keys  {timer_entries(eng):,} (bounded by the key rate times ~2 windows, not by the cap)")
-    print(f"  firing alerts       {active_alerts(eng):,} now, at most {max(max_firing.values()):,} for one rule; "
-          f"{eng.summary()['alerts_evicted']:,} forgotten over the cap")
+    print(
+        f"  firing alerts       {active_alerts(eng):,} now, at most {max(max_firing.values()):,} for one rule; "
+        f"{eng.summary()['alerts_evicted']:,} forgotten over the cap"
+    )
     drift = None
     if len(rss_rows) >= 3:  # from the second row on, every rule's state is at the cap
         drift = (rss_rows[-1] - rss_rows[1]) / rss_rows[1]
-        print(f"  RSS drift           {rss_rows[1]:,.0f} MB at row 2 -> {rss_rows[-1]:,.0f} MB at the last row "
-              f"({drift:+.1%})")
+        print(
+            f"  RSS drift           {rss_rows[1]:,.0f} MB at row 2 -> {rss_rows[-1]:,.0f} MB at the last row "
+            f"({drift:+.1%})"
+        )
     print(f"  wall time           {wall:,.1f} s, {tried / wall:,.0f} events/s")
-    print(f"  {'rule':<14} {'groups now':>10} {'max seen':>10} {'cap':>9} {'evicted':>11} {'max firing':>10} "
-          f"{'alerts real':>12} {'alerts flood':>13}")
+    print(
+        f"  {'rule':<14} {'groups now':>10} {'max seen':>10} {'cap':>9} {'evicted':>11} {'max firing':>10} "
+        f"{'alerts real':>12} {'alerts flood':>13}"
+    )
     cap_ok = True
     for r in RULES:
         rid = r.id
         real = sum(n for (ri, k, _s), n in by_rule.items() if ri == rid and k == "real")
         flood = sum(n for (ri, k, _s), n in by_rule.items() if ri == rid and k == "flood")
         cap_ok &= max_groups[rid] <= a.cap
-        print(f"  {rid + ' (' + r.type + ')':<14} {groups[rid]:>10,} {max_groups[rid]:>10,} {a.cap:>9,} "
-              f"{evicted[rid]:>11,} {max_firing[rid]:>10,} {real:>12,} {flood:>13,}")
-    checks = [("no crash", crashes == 0),
-              ("every record processed", processed == tried),
-              ("groups <= cap for every rule at every check", cap_ok),
-              ("firing alerts <= cap for every rule at every check", all(n <= a.cap for n in max_firing.values())),
-              *([("RSS flat once the state is at the cap (drift < 10%)", drift < 0.10)] if drift is not None else []),
-              ("evictions counted (>= keys - cap for the windowed rules)",
-               all(evicted[r.id] >= a.keys - a.cap for r in RULES if r.type != "threshold")),
-              *[(f"{sku} fired {', '.join(sorted(want))}", want <= fired[sku]) for sku, want in EXPECTED.items()]]
+        print(
+            f"  {rid + ' (' + r.type + ')':<14} {groups[rid]:>10,} {max_groups[rid]:>10,} {a.cap:>9,} "
+            f"{evicted[rid]:>11,} {max_firing[rid]:>10,} {real:>12,} {flood:>13,}"
+        )
+    checks = [
+        ("no crash", crashes == 0),
+        ("every record processed", processed == tried),
+        ("groups <= cap for every rule at every check", cap_ok),
+        ("firing alerts <= cap for every rule at every check", all(n <= a.cap for n in max_firing.values())),
+        *([("RSS flat once the state is at the cap (drift < 10%)", drift < 0.10)] if drift is not None else []),
+        (
+            "evictions counted (>= keys - cap for the windowed rules)",
+            all(evicted[r.id] >= a.keys - a.cap for r in RULES if r.type != "threshold"),
+        ),
+        *[(f"{sku} fired {', '.join(sorted(want))}", want <= fired[sku]) for sku, want in EXPECTED.items()],
+    ]
     if aborted:
         checks.append((aborted, False))
     for what, ok in checks:
-        print(f"  {'OK  ' if ok else 'FAIL'} {what}" + ("" if ok or "fired" not in what else
-                                                       f" (fired: {sorted(fired[what.split()[0]])})"))
+        print(
+            f"  {'OK  ' if ok else 'FAIL'} {what}"
+            + ("" if ok or "fired" not in what else f" (fired: {sorted(fired[what.split()[0]])})")
+        )
     ok = all(ok for _, ok in checks)
     print("OK" if ok else "FAIL", flush=True)
     gc.collect()

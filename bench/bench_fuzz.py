@@ -71,9 +71,21 @@ def engine_run(records: int, seed: int, big: bool, every: int) -> dict:
             print(f"  {tried:>11,} records, {time.perf_counter() - t0:6.0f} s, RSS {rss_mb()[0]:,.0f} MB", flush=True)
     wall = time.perf_counter() - t0
     accepted, invalid = sum(eng.consumed.values()), sum(eng.invalid.values())
-    return dict(tried=tried, crashes=crashes, first_crash=first_crash, accepted=accepted, late=eng.late,
-                invalid=invalid, by_reason=dict(eng.invalid), kinds=dict(kinds), outputs=outputs,
-                bad_outputs=bad_outputs, refused=refused, wall=wall, summary=eng.summary())
+    return dict(
+        tried=tried,
+        crashes=crashes,
+        first_crash=first_crash,
+        accepted=accepted,
+        late=eng.late,
+        invalid=invalid,
+        by_reason=dict(eng.invalid),
+        kinds=dict(kinds),
+        outputs=outputs,
+        bad_outputs=bad_outputs,
+        refused=refused,
+        wall=wall,
+        summary=eng.summary(),
+    )
 
 
 def kafka_run(bootstrap: str, tmp: Path, records: int, seed: int, timeout: float) -> dict:
@@ -86,8 +98,9 @@ def kafka_run(bootstrap: str, tmp: Path, records: int, seed: int, timeout: float
     svc = Service(bootstrap, tmp)
     # Keyed by index, so that a dead letter names the record it refuses.
     t = time.perf_counter()
-    produce_jsonl(bootstrap, [(svc.topics[src], f"rec-{i}", raw) for i, (src, raw, _k) in enumerate(recs)],
-                  flush_every=5000)
+    produce_jsonl(
+        bootstrap, [(svc.topics[src], f"rec-{i}", raw) for i, (src, raw, _k) in enumerate(recs)], flush_every=5000
+    )
     produce_s = time.perf_counter() - t
     svc.start()
     try:
@@ -108,10 +121,22 @@ def kafka_run(bootstrap: str, tmp: Path, records: int, seed: int, timeout: float
         if key.startswith("rec-"):
             refused[int(key[4:])] = d["reason_code"]
     dead = out["dead-letter"]
-    return dict(produced=len(recs), produce_s=produce_s, process_s=process_s, healthz=healthz, exit_code=rc,
-                dead_letters=len(dead), reasons_ok=all(d["reason"] and "\n" not in d["reason"] for d in dead),
-                invalid_metric=invalid_metric, consumed_metric=consumed_metric, refused=refused, by_reason=dict(Counter(d["reason_code"] for d in dead)),
-                alerts=len(out["alerts"]), tracebacks=log.count("Traceback"), errors=log.count(" ERROR "))
+    return dict(
+        produced=len(recs),
+        produce_s=produce_s,
+        process_s=process_s,
+        healthz=healthz,
+        exit_code=rc,
+        dead_letters=len(dead),
+        reasons_ok=all(d["reason"] and "\n" not in d["reason"] for d in dead),
+        invalid_metric=invalid_metric,
+        consumed_metric=consumed_metric,
+        refused=refused,
+        by_reason=dict(Counter(d["reason_code"] for d in dead)),
+        alerts=len(out["alerts"]),
+        tracebacks=log.count("Traceback"),
+        errors=log.count(" ERROR "),
+    )
 
 
 def main() -> int:
@@ -121,47 +146,77 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--timeout", type=float, default=600, help="seconds the worker may take")
     a = ap.parse_args()
-    print(f"bench_fuzz: seed {a.seed}; {os.cpu_count()} cores, Python {platform.python_version()} "
-          f"({platform.machine()}); load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(
+        f"bench_fuzz: seed {a.seed}; {os.cpu_count()} cores, Python {platform.python_version()} "
+        f"({platform.machine()}); load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
     checks: list[tuple[str, bool]] = []
 
     print(f"\n[engine] {a.records:,} hostile records, default rules", flush=True)
     e = engine_run(a.records, a.seed, True, max(a.records // 5, 1))
     _, hwm = rss_mb()
     print(f"  kinds generated: {', '.join(f'{k} {v:,}' for k, v in sorted(e['kinds'].items()))}")
-    print(f"  records tried {e['tried']:,}; crashes {e['crashes']}" + (f" (first: {e['first_crash']})" if e["first_crash"] else ""))
-    print(f"  accepted {e['accepted']:,} (of which too late {e['late']:,}); dead letters {e['invalid']:,}: "
-          + ", ".join(f"{k} {v:,}" for k, v in sorted(e["by_reason"].items())))
-    print(f"  outputs {e['outputs']:,} ({e['summary']['alerts']} alerts, {e['summary']['commands']} breaker commands); "
-          f"malformed outputs {e['bad_outputs']}")
+    print(
+        f"  records tried {e['tried']:,}; crashes {e['crashes']}"
+        + (f" (first: {e['first_crash']})" if e["first_crash"] else "")
+    )
+    print(
+        f"  accepted {e['accepted']:,} (of which too late {e['late']:,}); dead letters {e['invalid']:,}: "
+        + ", ".join(f"{k} {v:,}" for k, v in sorted(e["by_reason"].items()))
+    )
+    print(
+        f"  outputs {e['outputs']:,} ({e['summary']['alerts']} alerts, {e['summary']['commands']} breaker commands); "
+        f"malformed outputs {e['bad_outputs']}"
+    )
     print(f"  {e['wall']:.1f} s, {e['tried'] / e['wall']:,.0f} records/s; peak RSS {hwm:,.0f} MB", flush=True)
-    checks += [("engine: no crash", e["crashes"] == 0),
-               ("engine: every record accepted or dead-lettered, once", e["accepted"] + e["invalid"] == e["tried"]),
-               ("engine: one dead-letter record per refusal", len(e["refused"]) == e["invalid"]),
-               ("engine: every output valid JSON, every reason one line", e["bad_outputs"] == 0)]
+    checks += [
+        ("engine: no crash", e["crashes"] == 0),
+        ("engine: every record accepted or dead-lettered, once", e["accepted"] + e["invalid"] == e["tried"]),
+        ("engine: one dead-letter record per refusal", len(e["refused"]) == e["invalid"]),
+        ("engine: every output valid JSON, every reason one line", e["bad_outputs"] == 0),
+    ]
 
     if a.kafka_records > 0:
         n = min(a.kafka_records, a.records)
-        print(f"\n[worker] the first {n:,} records (Kafka-sized) through `anomalyd run` on the embedded broker", flush=True)
+        print(
+            f"\n[worker] the first {n:,} records (Kafka-sized) through `anomalyd run` on the embedded broker",
+            flush=True,
+        )
         from anomalyd.broker.embedded import EmbeddedBroker
 
         with EmbeddedBroker(port=0) as broker, tempfile.TemporaryDirectory(prefix="bench-fuzz-") as tmp:
             k = kafka_run(broker.bootstrap, Path(tmp), n, a.seed, a.timeout)
         ref = engine_run(n, a.seed, False, 0)
         same, got = ref["refused"], k["refused"]
-        print(f"  produced {k['produced']:,} in {k['produce_s']:.1f} s; all processed {k['process_s']:.1f} s after ready")
-        print(f"  dead-letter topic {k['dead_letters']:,} records ({', '.join(f'{r} {c:,}' for r, c in sorted(k['by_reason'].items()))}); "
-              f"anomalyd_events_invalid_total {k['invalid_metric']:,.0f}; anomalyd_events_consumed_total {k['consumed_metric']:,.0f}")
-        print(f"  refusals: worker {len(got):,}, engine on the same records "
-              f"{len(same):,}, same record and reason {sum(1 for i, r in got.items() if same.get(i) == r):,}")
-        print(f"  alerts {k['alerts']}; /healthz {k['healthz']}; exit status on SIGTERM {k['exit_code']}; "
-              f"log: {k['tracebacks']} tracebacks, {k['errors']} ERROR lines", flush=True)
-        checks += [("worker: every record processed (accepted + dead-lettered = produced)",
-                    k["consumed_metric"] + k["invalid_metric"] == k["produced"]),
-                   ("worker: one dead-letter record per refusal", k["dead_letters"] == k["invalid_metric"]),
-                   ("worker: the same records refused for the same reasons as by the engine", got == same),
-                   ("worker: healthy, no traceback, clean exit",
-                    k["healthz"] == 200 and k["tracebacks"] == 0 and k["exit_code"] == 0)]
+        print(
+            f"  produced {k['produced']:,} in {k['produce_s']:.1f} s; all processed {k['process_s']:.1f} s after ready"
+        )
+        print(
+            f"  dead-letter topic {k['dead_letters']:,} records ({', '.join(f'{r} {c:,}' for r, c in sorted(k['by_reason'].items()))}); "
+            f"anomalyd_events_invalid_total {k['invalid_metric']:,.0f}; anomalyd_events_consumed_total {k['consumed_metric']:,.0f}"
+        )
+        print(
+            f"  refusals: worker {len(got):,}, engine on the same records "
+            f"{len(same):,}, same record and reason {sum(1 for i, r in got.items() if same.get(i) == r):,}"
+        )
+        print(
+            f"  alerts {k['alerts']}; /healthz {k['healthz']}; exit status on SIGTERM {k['exit_code']}; "
+            f"log: {k['tracebacks']} tracebacks, {k['errors']} ERROR lines",
+            flush=True,
+        )
+        checks += [
+            (
+                "worker: every record processed (accepted + dead-lettered = produced)",
+                k["consumed_metric"] + k["invalid_metric"] == k["produced"],
+            ),
+            ("worker: one dead-letter record per refusal", k["dead_letters"] == k["invalid_metric"]),
+            ("worker: the same records refused for the same reasons as by the engine", got == same),
+            (
+                "worker: healthy, no traceback, clean exit",
+                k["healthz"] == 200 and k["tracebacks"] == 0 and k["exit_code"] == 0,
+            ),
+        ]
 
     print("\n== checks ==")
     for what, ok in checks:

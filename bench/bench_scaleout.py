@@ -55,17 +55,28 @@ def metric(port: int, name: str) -> float | None:
             text = r.read().decode()
     except OSError:
         return None
-    vals = [float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines() if ln.startswith(name + " ") or ln.startswith(name + "{")]
+    vals = [
+        float(ln.rsplit(" ", 1)[1])
+        for ln in text.splitlines()
+        if ln.startswith(name + " ") or ln.startswith(name + "{")
+    ]
     return sum(vals) if vals else None
 
 
-def phase(bootstrap: str, envs: list[dict], n: int, last_ts: int, workers: int, shards: int, tmp: str,
-          tag: str) -> dict:
+def phase(
+    bootstrap: str, envs: list[dict], n: int, last_ts: int, workers: int, shards: int, tmp: str, tag: str
+) -> dict:
     topics = {t: f"{tag}-{t}" for t in SOURCES + OUTS}
-    env = {**os.environ, "ANOMALYD_BOOTSTRAP_SERVERS": bootstrap, "ANOMALYD_GROUP_ID": f"g-{tag}",
-           "ANOMALYD_SHARDS": str(shards), "ANOMALYD_TOPIC_REPARTITION": f"{tag}-routed",
-           "ANOMALYD_TOPIC_CHECKPOINT_STORE": f"{tag}-state", "ANOMALYD_LOG_ALERTS": "false",
-           **{f"ANOMALYD_TOPIC_{k.upper().replace('-', '_')}": v for k, v in topics.items()}}
+    env = {
+        **os.environ,
+        "ANOMALYD_BOOTSTRAP_SERVERS": bootstrap,
+        "ANOMALYD_GROUP_ID": f"g-{tag}",
+        "ANOMALYD_SHARDS": str(shards),
+        "ANOMALYD_TOPIC_REPARTITION": f"{tag}-routed",
+        "ANOMALYD_TOPIC_CHECKPOINT_STORE": f"{tag}-state",
+        "ANOMALYD_LOG_ALERTS": "false",
+        **{f"ANOMALYD_TOPIC_{k.upper().replace('-', '_')}": v for k, v in topics.items()},
+    }
     env["ANOMALYD_TOPIC_COMMANDS"] = topics["breaker-commands"]
     ensure_topics(bootstrap, {v: 4 for v in topics.values()})
     produce_envelopes(bootstrap, envs, {s: topics[s] for s in SOURCES})
@@ -75,8 +86,14 @@ def phase(bootstrap: str, envs: list[dict], n: int, last_ts: int, workers: int, 
         port = free_port()
         ports.append(port)
         e = {**env, "ANOMALYD_METRICS_PORT": str(port), "ANOMALYD_STATE_DIR": f"{tmp}/{tag}-{i}"}
-        procs.append(subprocess.Popen([sys.executable, "-m", "anomalyd", "run"], env=e,
-                                      stdout=open(f"{tmp}/{tag}-{i}.log", "w"), stderr=subprocess.STDOUT))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "anomalyd", "run"],
+                env=e,
+                stdout=open(f"{tmp}/{tag}-{i}.log", "w"),
+                stderr=subprocess.STDOUT,
+            )
+        )
     ready_at = None
     try:
         while True:
@@ -101,9 +118,15 @@ def phase(bootstrap: str, envs: list[dict], n: int, last_ts: int, workers: int, 
         for p in procs:
             p.wait(timeout=30)
     alerts = {json.loads(v)["alert_id"] for _t, _p, _o, _k, v in consume_all(bootstrap, [topics["alerts"]], 1.5)}
-    return {"workers": len(procs), "shards": shards, "total_s": done - t0,
-            "after_ready_s": done - (ready_at or t0), "rate": n / (done - (ready_at or t0)),
-            "cpu_s": cpu, "alerts": alerts}
+    return {
+        "workers": len(procs),
+        "shards": shards,
+        "total_s": done - t0,
+        "after_ready_s": done - (ready_at or t0),
+        "rate": n / (done - (ready_at or t0)),
+        "cpu_s": cpu,
+        "alerts": alerts,
+    }
 
 
 def main() -> None:
@@ -114,12 +137,19 @@ def main() -> None:
     envs = [{"topic": e["topic"], "value": e["value"]} for e in generate(seed=11, events=a.events)]
     last_ts = max(e["value"]["ts"] for e in envs)
     lines = "\n".join(json.dumps(e) for e in envs)
-    ref = subprocess.run([sys.executable, "-m", "anomalyd", "replay", "-", "--rules", "rules"], input=lines, capture_output=True,
-                         text=True, check=True).stdout.splitlines()
+    ref = subprocess.run(
+        [sys.executable, "-m", "anomalyd", "replay", "-", "--rules", "rules"],
+        input=lines,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     ref_alerts = {json.loads(ln)["value"]["alert_id"] for ln in ref if json.loads(ln)["topic"] == "alerts"}
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
-    print(f"{a.events:,} simulated events (seed 11), 4 topics x 4 partitions, default rules; "
-          f"replay gives {len(ref_alerts)} alerts")
+    print(
+        f"{a.events:,} simulated events (seed 11), 4 topics x 4 partitions, default rules; "
+        f"replay gives {len(ref_alerts)} alerts"
+    )
     results = []
     with EmbeddedBroker(port=0) as broker, tempfile.TemporaryDirectory() as tmp:
         for workers, shards in ((1, 0), (1, a.shards), (2, a.shards)):
@@ -127,11 +157,16 @@ def main() -> None:
             r = phase(broker.bootstrap, envs, a.events, last_ts, workers, shards, tmp, tag)
             results.append(r)
             mode = "direct" if not shards else f"scale-out, {shards} shards"
-            same = "same alerts as replay" if r["alerts"] == ref_alerts else \
-                f"ALERTS DIFFER: {len(ref_alerts - r['alerts'])} missing, {len(r['alerts'] - ref_alerts)} extra"
-            print(f"  {workers} worker(s), {mode:<22} {r['rate']:>9,.0f} events/s after ready "
-                  f"({r['after_ready_s']:.1f} s; {r['total_s']:.1f} s with start-up); "
-                  f"CPU {' + '.join(f'{c:.1f}' for c in r['cpu_s'])} s; {same}")
+            same = (
+                "same alerts as replay"
+                if r["alerts"] == ref_alerts
+                else f"ALERTS DIFFER: {len(ref_alerts - r['alerts'])} missing, {len(r['alerts'] - ref_alerts)} extra"
+            )
+            print(
+                f"  {workers} worker(s), {mode:<22} {r['rate']:>9,.0f} events/s after ready "
+                f"({r['after_ready_s']:.1f} s; {r['total_s']:.1f} s with start-up); "
+                f"CPU {' + '.join(f'{c:.1f}' for c in r['cpu_s'])} s; {same}"
+            )
     one, two = results[1], results[2]
     print(f"  two workers / one worker (scale-out mode): {two['rate'] / one['rate']:.2f} x")
     print(f"  scale-out mode, one worker / direct mode:   {one['rate'] / results[0]['rate']:.2f} x")

@@ -85,8 +85,16 @@ def rss_mb(pid: int | None) -> tuple[float | None, float | None]:
 
 def parse_metrics(text: str) -> dict:
     """The figures the soak needs from a Prometheus text page."""
-    m = {"processed": 0.0, "lag": 0.0, "dead": 0.0, "buffer": 0.0, "groups": 0.0, "alerts": 0.0, "buckets": {},
-         "hist_count": 0.0}
+    m = {
+        "processed": 0.0,
+        "lag": 0.0,
+        "dead": 0.0,
+        "buffer": 0.0,
+        "groups": 0.0,
+        "alerts": 0.0,
+        "buckets": {},
+        "hist_count": 0.0,
+    }
     for ln in text.splitlines():
         if not ln or ln[0] == "#":
             continue
@@ -144,8 +152,13 @@ class AlertReader(threading.Thread):
 
     def __init__(self, bootstrap: str, topic: str, partitions: int):
         super().__init__(daemon=True)
-        self.c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                               auto_offset_reset="earliest", fetch_max_wait_ms=20)
+        self.c = KafkaConsumer(
+            bootstrap_servers=bootstrap,
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=20,
+        )
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         self.c.assign(tps)
         self.c.seek_to_beginning(*tps)
@@ -189,8 +202,9 @@ class BrokerProbe(threading.Thread):
 
     def __init__(self, bootstrap: str, topics: list[str], partitions: int, every: float, window: float = 5.0):
         super().__init__(daemon=True)
-        self.c = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                               fetch_max_wait_ms=50)
+        self.c = KafkaConsumer(
+            bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False, fetch_max_wait_ms=50
+        )
         self.tps = [TopicPartition(t, p) for t in topics for p in range(partitions)]
         self.c.assign(self.tps)
         self.every, self.window = every, window
@@ -239,8 +253,11 @@ class Producer:
     def send(self, source: str, value: dict) -> None:
         value["ts"] = int(time.time() * 1000)
         key = value.get(KEY_FIELD[source])
-        f = self.p.send(self.topics[source], key=str(key).encode() if key is not None else None,
-                        value=json.dumps(value, separators=(",", ":")).encode())
+        f = self.p.send(
+            self.topics[source],
+            key=str(key).encode() if key is not None else None,
+            value=json.dumps(value, separators=(",", ":")).encode(),
+        )
         f.add_callback(self._ok)
         f.add_errback(self._err)
         self.sent += 1
@@ -254,12 +271,25 @@ def ms(v) -> str:
     return "-" if v is None else f"{v * 1000:,.0f}"
 
 
-def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float = 2000, sample_s: float = 60,
-         inject_every: float = 2.0, partitions: int = 4, seed: int = 17, drift_s: float = 600,
-         linger_ms: int = 100, broker_pid: int | None = None, out=print) -> dict:
+def soak(
+    bootstrap: str,
+    workdir: Path,
+    *,
+    duration: float = 3600,
+    rate: float = 2000,
+    sample_s: float = 60,
+    inject_every: float = 2.0,
+    partitions: int = 4,
+    seed: int = 17,
+    drift_s: float = 600,
+    linger_ms: int = 100,
+    broker_pid: int | None = None,
+    out=print,
+) -> dict:
     """Run one soak; print a row per sample and a summary; return the figures."""
-    svc = Service(bootstrap, workdir, partitions=partitions, ANOMALYD_CHECKPOINT_INTERVAL="5s",
-                  ANOMALYD_RELOAD_INTERVAL="2s")
+    svc = Service(
+        bootstrap, workdir, partitions=partitions, ANOMALYD_CHECKPOINT_INTERVAL="5s", ANOMALYD_RELOAD_INTERVAL="2s"
+    )
     res: dict = {"crashes": 0, "rows": [], "error": None}
     t_start = time.time()
     svc.start()
@@ -268,18 +298,23 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
     except BaseException:
         svc.stop()
         raise
-    out(f"service pid {svc.proc.pid} ready after {time.time() - t_start:.1f} s; topics *-{svc.tag}, "
-        f"{partitions} partitions each; log {svc.logs[-1]}")
+    out(
+        f"service pid {svc.proc.pid} ready after {time.time() - t_start:.1f} s; topics *-{svc.tag}, "
+        f"{partitions} partitions each; log {svc.logs[-1]}"
+    )
     reader = AlertReader(bootstrap, svc.topics["alerts"], partitions)
     reader.start()
     prod = Producer(bootstrap, {s: svc.topics[s] for s in ("orders", "inventory", "payments", "complaints")}, linger_ms)
-    probe = BrokerProbe(bootstrap, [svc.topics[s] for s in ("orders", "inventory", "payments", "complaints")],
-                        partitions, sample_s)
+    probe = BrokerProbe(
+        bootstrap, [svc.topics[s] for s in ("orders", "inventory", "payments", "complaints")], partitions, sample_s
+    )
     probe.start()
 
-    head = (f"{'min':>5} {'rss MB':>7} {'hwm MB':>7} {'brk MB':>7} {'lag':>6} {'behind':>7} {'events':>8} {'ev/s':>6} "
-            f"{'dead':>4} {'buf':>6} {'groups':>7} {'alerts':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
-            f"{'h.p50':>6} {'h.p99':>6} {'ack p50':>7} {'ack p99':>7} {'tail p50':>8} {'tail p99':>8}")
+    head = (
+        f"{'min':>5} {'rss MB':>7} {'hwm MB':>7} {'brk MB':>7} {'lag':>6} {'behind':>7} {'events':>8} {'ev/s':>6} "
+        f"{'dead':>4} {'buf':>6} {'groups':>7} {'alerts':>6} {'p50 ms':>7} {'p99 ms':>7} {'max ms':>7} "
+        f"{'h.p50':>6} {'h.p99':>6} {'ack p50':>7} {'ack p99':>7} {'tail p50':>8} {'tail p99':>8}"
+    )
     out(head, flush=True) if out is print else out(head)
     state = {"prev": parse_metrics(""), "t_prev": time.time(), "n": 0}
     lats_all: list[tuple[float, float]] = []  # (elapsed at read, latency)
@@ -298,21 +333,41 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
         with prod.lock:
             acked = prod.acked
             acks, prod.ack_lat = prod.ack_lat, []
-        row = dict(t=el, rss=rss, hwm=hwm, broker_rss=brss, lag=m["lag"], behind=acked - m["processed"],
-                   events=m["processed"] - prev["processed"], rate=(m["processed"] - prev["processed"]) / dt if dt else 0,
-                   dead=m["dead"], buffer=m["buffer"], groups=m["groups"], alerts=len(got),
-                   p50=pct(lats, 0.5), p99=pct(lats, 0.99), max=max(lats) if lats else None,
-                   h50=bucket_quantile(m["buckets"], prev["buckets"], 0.5),
-                   h99=bucket_quantile(m["buckets"], prev["buckets"], 0.99), processed=m["processed"], acked=acked,
-                   tail50=probe.last[0], tail99=probe.last[1], ack50=pct(acks, 0.5), ack99=pct(acks, 0.99))
+        row = dict(
+            t=el,
+            rss=rss,
+            hwm=hwm,
+            broker_rss=brss,
+            lag=m["lag"],
+            behind=acked - m["processed"],
+            events=m["processed"] - prev["processed"],
+            rate=(m["processed"] - prev["processed"]) / dt if dt else 0,
+            dead=m["dead"],
+            buffer=m["buffer"],
+            groups=m["groups"],
+            alerts=len(got),
+            p50=pct(lats, 0.5),
+            p99=pct(lats, 0.99),
+            max=max(lats) if lats else None,
+            h50=bucket_quantile(m["buckets"], prev["buckets"], 0.5),
+            h99=bucket_quantile(m["buckets"], prev["buckets"], 0.99),
+            processed=m["processed"],
+            acked=acked,
+            tail50=probe.last[0],
+            tail99=probe.last[1],
+            ack50=pct(acks, 0.5),
+            ack99=pct(acks, 0.99),
+        )
         if text:  # keep the last good scrape as the baseline for deltas
             state["prev"], state["t_prev"] = m, now
         res["rows"].append(row)
         lab = label or f"{el / 60:.1f}"
-        out(f"{lab:>5} {fmt(rss):>7} {fmt(hwm):>7} {fmt(brss):>7} {fmt(row['lag']):>6} {fmt(row['behind']):>7} "
+        out(
+            f"{lab:>5} {fmt(rss):>7} {fmt(hwm):>7} {fmt(brss):>7} {fmt(row['lag']):>6} {fmt(row['behind']):>7} "
             f"{fmt(row['events']):>8} {fmt(row['rate']):>6} {fmt(row['dead']):>4} {fmt(row['buffer']):>6} "
             f"{fmt(row['groups']):>7} {row['alerts']:>6} {ms(row['p50']):>7} {ms(row['p99']):>7} {ms(row['max']):>7} "
-            f"{ms(row['h50']):>6} {ms(row['h99']):>6} {ms(row['ack50']):>7} {ms(row['ack99']):>7} {ms(row['tail50']):>8} {ms(row['tail99']):>8}")
+            f"{ms(row['h50']):>6} {ms(row['h99']):>6} {ms(row['ack50']):>7} {ms(row['ack99']):>7} {ms(row['tail50']):>8} {ms(row['tail99']):>8}"
+        )
         if out is print:
             sys.stdout.flush()
         return row
@@ -347,22 +402,46 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
             if now >= next_inject:
                 injected += 1
                 sku = f"SOAK-{injected % INJECT_SKUS:03d}"
-                prod.send("inventory", {"event_id": f"soak-neg-{injected}", "sku": sku, "available": -5,
-                                        "warehouse": "WH-EAST", "reason": "flash-sale"})
+                prod.send(
+                    "inventory",
+                    {
+                        "event_id": f"soak-neg-{injected}",
+                        "sku": sku,
+                        "available": -5,
+                        "warehouse": "WH-EAST",
+                        "reason": "flash-sale",
+                    },
+                )
                 restocks.append((now + 1.0, sku))
                 next_inject += inject_every
             while restocks and restocks[0][0] <= now:
                 _, sku = restocks.pop(0)
-                prod.send("inventory", {"event_id": f"soak-rst-{injected}-{sku}", "sku": sku, "available": 400,
-                                        "warehouse": "WH-EAST", "reason": "restock"})
+                prod.send(
+                    "inventory",
+                    {
+                        "event_id": f"soak-rst-{injected}-{sku}",
+                        "sku": sku,
+                        "available": 400,
+                        "warehouse": "WH-EAST",
+                        "reason": "restock",
+                    },
+                )
             if now >= next_sample:
                 sample()
                 next_sample += sample_s
             time.sleep(0.005)
         produce_s = time.time() - t0
         for _, sku in restocks:  # resolve what is still firing
-            prod.send("inventory", {"event_id": f"soak-rst-end-{sku}", "sku": sku, "available": 400,
-                                    "warehouse": "WH-EAST", "reason": "restock"})
+            prod.send(
+                "inventory",
+                {
+                    "event_id": f"soak-rst-end-{sku}",
+                    "sku": sku,
+                    "available": 400,
+                    "warehouse": "WH-EAST",
+                    "reason": "restock",
+                },
+            )
         prod.p.flush(timeout=60)
         # Drain: every acknowledged record processed, lag back to 0.
         end = time.time() + 120
@@ -382,10 +461,22 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
         probe.join(timeout=70)
         prod.p.close(timeout=10)
         rc = svc.stop()
-    res.update(produce_s=produce_s, sent=prod.sent, acked=prod.acked, failed=prod.failed, labelled=prod.labelled,
-               injected=injected, processed=final["processed"], lost=prod.acked - final["processed"],
-               dead=final["dead"], final_lag=final["lag"], exit_code=rc, alerts_read=reader.total,
-               reader_error=reader.error, log=svc.log())
+    res.update(
+        produce_s=produce_s,
+        sent=prod.sent,
+        acked=prod.acked,
+        failed=prod.failed,
+        labelled=prod.labelled,
+        injected=injected,
+        processed=final["processed"],
+        lost=prod.acked - final["processed"],
+        dead=final["dead"],
+        final_lag=final["lag"],
+        exit_code=rc,
+        alerts_read=reader.total,
+        reader_error=reader.error,
+        log=svc.log(),
+    )
 
     # Drift: first vs last window (rows stamped at the end of their interval).
     rows = [r for r in res["rows"][1:-1] if r["rss"] is not None] or res["rows"][1:]
@@ -399,53 +490,84 @@ def soak(bootstrap: str, workdir: Path, *, duration: float = 3600, rate: float =
         return sum(xs) / len(xs) if xs else None
 
     d = dict(
-        rss_first=mean(r["rss"] for r in first), rss_last=mean(r["rss"] for r in last),
-        rss_first_end=first[-1]["rss"] if first else None, rss_last_end=last[-1]["rss"] if last else None,
+        rss_first=mean(r["rss"] for r in first),
+        rss_last=mean(r["rss"] for r in last),
+        rss_first_end=first[-1]["rss"] if first else None,
+        rss_last_end=last[-1]["rss"] if last else None,
         hwm=max((r["hwm"] or 0) for r in res["rows"]),
-        p50_first=pct(lat_first, 0.5), p50_last=pct(lat_last, 0.5),
-        p99_first=pct(lat_first, 0.99), p99_last=pct(lat_last, 0.99),
-        n_first=len(lat_first), n_last=len(lat_last),
-        lag_first=mean(r["lag"] for r in first), lag_last=mean(r["lag"] for r in last),
-        lag_max_first=max((r["lag"] for r in first), default=None), lag_max_last=max((r["lag"] for r in last), default=None),
-        behind_first=mean(r["behind"] for r in first), behind_last=mean(r["behind"] for r in last),
-        broker_first=mean(r["broker_rss"] for r in first), broker_last=mean(r["broker_rss"] for r in last),
+        p50_first=pct(lat_first, 0.5),
+        p50_last=pct(lat_last, 0.5),
+        p99_first=pct(lat_first, 0.99),
+        p99_last=pct(lat_last, 0.99),
+        n_first=len(lat_first),
+        n_last=len(lat_last),
+        lag_first=mean(r["lag"] for r in first),
+        lag_last=mean(r["lag"] for r in last),
+        lag_max_first=max((r["lag"] for r in first), default=None),
+        lag_max_last=max((r["lag"] for r in last), default=None),
+        behind_first=mean(r["behind"] for r in first),
+        behind_last=mean(r["behind"] for r in last),
+        broker_first=mean(r["broker_rss"] for r in first),
+        broker_last=mean(r["broker_rss"] for r in last),
         rate=mean(r["rate"] for r in rows),
-        tail50_first=mean(r["tail50"] for r in first), tail50_last=mean(r["tail50"] for r in last),
-        tail99_first=mean(r["tail99"] for r in first), tail99_last=mean(r["tail99"] for r in last),
-        ack99_first=mean(r["ack99"] for r in first), ack99_last=mean(r["ack99"] for r in last),
+        tail50_first=mean(r["tail50"] for r in first),
+        tail50_last=mean(r["tail50"] for r in last),
+        tail99_first=mean(r["tail99"] for r in first),
+        tail99_last=mean(r["tail99"] for r in last),
+        ack99_first=mean(r["ack99"] for r in first),
+        ack99_last=mean(r["ack99"] for r in last),
     )
     res["drift"] = d
     w = drift_s / 60
     out("\n== summary ==")
-    out(f"  produced {prod.sent:,} records in {produce_s:,.0f} s ({prod.sent / produce_s:,.0f}/s; {prod.labelled:,} labelled "
+    out(
+        f"  produced {prod.sent:,} records in {produce_s:,.0f} s ({prod.sent / produce_s:,.0f}/s; {prod.labelled:,} labelled "
         f"anomaly events, {injected:,} negative-stock injections + restocks), acknowledged {prod.acked:,}, "
-        f"producer errors {prod.failed}")
-    out(f"  processed by the service {final['processed']:,.0f}; lost {res['lost']:,.0f}; dead letters {final['dead']:,.0f}; "
-        f"lag at the end {final['lag']:,.0f}")
-    out(f"  alerts read from the alerts topic {reader.total:,}; crashes {res['crashes']}; exit status on SIGTERM {rc}"
-        + (f"; alert reader error {reader.error}" if reader.error else ""))
+        f"producer errors {prod.failed}"
+    )
+    out(
+        f"  processed by the service {final['processed']:,.0f}; lost {res['lost']:,.0f}; dead letters {final['dead']:,.0f}; "
+        f"lag at the end {final['lag']:,.0f}"
+    )
+    out(
+        f"  alerts read from the alerts topic {reader.total:,}; crashes {res['crashes']}; exit status on SIGTERM {rc}"
+        + (f"; alert reader error {reader.error}" if reader.error else "")
+    )
     out(f"  drift, first {w:g} min vs last {w:g} min:")
-    out(f"    worker RSS mean        {fmt(d['rss_first'], '{:,.1f}')} MB -> {fmt(d['rss_last'], '{:,.1f}')} MB"
-        f"   (at the window ends {fmt(d['rss_first_end'], '{:,.1f}')} -> {fmt(d['rss_last_end'], '{:,.1f}')} MB; peak VmHWM {d['hwm']:,.1f} MB)")
+    out(
+        f"    worker RSS mean        {fmt(d['rss_first'], '{:,.1f}')} MB -> {fmt(d['rss_last'], '{:,.1f}')} MB"
+        f"   (at the window ends {fmt(d['rss_first_end'], '{:,.1f}')} -> {fmt(d['rss_last_end'], '{:,.1f}')} MB; peak VmHWM {d['hwm']:,.1f} MB)"
+    )
     out(f"    alert latency p50      {ms(d['p50_first'])} ms -> {ms(d['p50_last'])} ms")
-    out(f"    alert latency p99      {ms(d['p99_first'])} ms -> {ms(d['p99_last'])} ms   (n={d['n_first']:,} / {d['n_last']:,})")
-    out(f"    consumer lag mean/max  {fmt(d['lag_first'], '{:,.1f}')}/{fmt(d['lag_max_first'])} -> "
-        f"{fmt(d['lag_last'], '{:,.1f}')}/{fmt(d['lag_max_last'])} records")
+    out(
+        f"    alert latency p99      {ms(d['p99_first'])} ms -> {ms(d['p99_last'])} ms   (n={d['n_first']:,} / {d['n_last']:,})"
+    )
+    out(
+        f"    consumer lag mean/max  {fmt(d['lag_first'], '{:,.1f}')}/{fmt(d['lag_max_first'])} -> "
+        f"{fmt(d['lag_last'], '{:,.1f}')}/{fmt(d['lag_max_last'])} records"
+    )
     out(f"    acked - processed mean {fmt(d['behind_first'], '{:,.1f}')} -> {fmt(d['behind_last'], '{:,.1f}')} records")
     out(f"    broker RSS mean        {fmt(d['broker_first'], '{:,.1f}')} MB -> {fmt(d['broker_last'], '{:,.1f}')} MB")
-    out(f"    broker tail p50 / p99  {ms(d['tail50_first'])} / {ms(d['tail99_first'])} ms -> {ms(d['tail50_last'])} / "
+    out(
+        f"    broker tail p50 / p99  {ms(d['tail50_first'])} / {ms(d['tail99_first'])} ms -> {ms(d['tail50_last'])} / "
         f"{ms(d['tail99_last'])} ms   (a plain consumer tailing the input partitions, apart from the service: "
-        f"send() to arrival)")
-    out(f"    producer ack p99 mean  {ms(d['ack99_first'])} ms -> {ms(d['ack99_last'])} ms   (send() to the broker's "
-        f"acknowledgement: time an event spends before the service can read it)")
+        f"send() to arrival)"
+    )
+    out(
+        f"    producer ack p99 mean  {ms(d['ack99_first'])} ms -> {ms(d['ack99_last'])} ms   (send() to the broker's "
+        f"acknowledgement: time an event spends before the service can read it)"
+    )
     return res
 
 
 def git_commit() -> str:
     try:
-        c = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "anomalyd"],
-                               capture_output=True, text=True).stdout.strip()
+        c = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "anomalyd"], capture_output=True, text=True
+        ).stdout.strip()
         if not c and (ROOT / "COMMIT").exists():  # a `git archive` copy
             return (ROOT / "COMMIT").read_text().strip() + " (git archive)"
         return c + (" (anomalyd/ has uncommitted changes)" if dirty else "")
@@ -462,34 +584,60 @@ def main() -> int:
     ap.add_argument("--partitions", type=int, default=4, help="partitions per topic")
     ap.add_argument("--drift-window", type=float, default=600, help="seconds compared at the start and the end")
     ap.add_argument("--seed", type=int, default=17)
-    ap.add_argument("--linger-ms", type=int, default=100,
-                    help="producer linger: Tansu's memory storage slows down with the number of stored batches")
+    ap.add_argument(
+        "--linger-ms",
+        type=int,
+        default=100,
+        help="producer linger: Tansu's memory storage slows down with the number of stored batches",
+    )
     ap.add_argument("--bootstrap", help="use this broker instead of an embedded one")
     a = ap.parse_args()
-    print(f"bench_soak: {a.duration:g} s at {a.rate:g} events/s, producer linger {a.linger_ms} ms, commit {git_commit()}, "
-          f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
-    print(f"machine: {os.cpu_count()} cores, Python {platform.python_version()} ({platform.machine()}), "
-          f"load average {os.getloadavg()[0]:.2f} (shared machine: other jobs may run)", flush=True)
+    print(
+        f"bench_soak: {a.duration:g} s at {a.rate:g} events/s, producer linger {a.linger_ms} ms, commit {git_commit()}, "
+        f"{time.strftime('%Y-%m-%d %H:%M:%S %Z')}"
+    )
+    print(
+        f"machine: {os.cpu_count()} cores, Python {platform.python_version()} ({platform.machine()}), "
+        f"load average {os.getloadavg()[0]:.2f} (shared machine: other jobs may run)",
+        flush=True,
+    )
     broker = None
     if a.bootstrap:
         bootstrap = a.bootstrap
     else:
         from anomalyd.broker.embedded import EmbeddedBroker
+
         broker = EmbeddedBroker(port=0).start()
         bootstrap = broker.bootstrap
         print(f"embedded broker {bootstrap} (pid {broker.pid}, in-memory storage)", flush=True)
     try:
         with tempfile.TemporaryDirectory(prefix="soak-") as tmp:
-            res = soak(bootstrap, Path(tmp), duration=a.duration, rate=a.rate, sample_s=a.sample,
-                       inject_every=a.inject_every, partitions=a.partitions, seed=a.seed, drift_s=a.drift_window,
-                       linger_ms=a.linger_ms,
-                       broker_pid=broker.pid if broker else None)
+            res = soak(
+                bootstrap,
+                Path(tmp),
+                duration=a.duration,
+                rate=a.rate,
+                sample_s=a.sample,
+                inject_every=a.inject_every,
+                partitions=a.partitions,
+                seed=a.seed,
+                drift_s=a.drift_window,
+                linger_ms=a.linger_ms,
+                broker_pid=broker.pid if broker else None,
+            )
             lines = res["log"].splitlines()
-            warn = [ln for ln in lines if "Traceback" in ln or "ERROR" in ln or "CRITICAL" in ln
-                    or ("WARNING" in ln and not any(k in ln for k in (": alert ", ": breaker ")))]
-            print(f"  service log: {len(lines):,} lines, {len(warn)} with ERROR/CRITICAL/Traceback or a WARNING "
-                  f"other than the alert/breaker log lines"
-                  + ("".join(f"\n    {ln[:200]}" for ln in warn[:10])))
+            warn = [
+                ln
+                for ln in lines
+                if "Traceback" in ln
+                or "ERROR" in ln
+                or "CRITICAL" in ln
+                or ("WARNING" in ln and not any(k in ln for k in (": alert ", ": breaker ")))
+            ]
+            print(
+                f"  service log: {len(lines):,} lines, {len(warn)} with ERROR/CRITICAL/Traceback or a WARNING "
+                f"other than the alert/breaker log lines" + ("".join(f"\n    {ln[:200]}" for ln in warn[:10]))
+            )
     finally:
         if broker:
             broker.stop()

@@ -60,8 +60,12 @@ from anomalyd.surfaces.metrics import PromHooks  # noqa: E402
 from anomalyd.surfaces.settings import Settings  # noqa: E402
 
 SOURCES = ["orders", "inventory", "payments", "complaints"]
-OUTPUTS = {"alerts": "alerts", "alerts-shadow": "alerts-shadow",
-           "breaker-commands": "breaker-commands", "dead-letter": "dead-letter"}
+OUTPUTS = {
+    "alerts": "alerts",
+    "alerts-shadow": "alerts-shadow",
+    "breaker-commands": "breaker-commands",
+    "dead-letter": "dead-letter",
+}
 PARTITIONS = 4
 OUT = ROOT / "bench" / "out"
 
@@ -93,11 +97,22 @@ def make_worker(bootstrap: str, prefix: str, state_dir: str) -> tuple[Runtime, B
     hooks = BenchHooks(CollectorRegistry())
     group = f"bench-{prefix}-{uuid.uuid4().hex[:8]}"
     engine = Engine(load_rules(ROOT / "rules"), engine_config(s))
-    w = direct_worker(bootstrap=bootstrap, engine=engine, input_topics=inputs, output_topics=outputs, group_id=group,
-                      snapshots=SnapshotFile(Path(state_dir), group), checkpoint_interval_s=s.ms("checkpoint_interval") / 1000,
-                      session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(), client_id=s.client_id,
-                      hooks=hooks, log_alerts=s.log_alerts, partition_idle_s=s.ms("partition_idle_timeout") / 1000,
-                      partition_live_delay_ms=s.ms("partition_live_delay") if LIVE_DELAY_MS is None else LIVE_DELAY_MS)
+    w = direct_worker(
+        bootstrap=bootstrap,
+        engine=engine,
+        input_topics=inputs,
+        output_topics=outputs,
+        group_id=group,
+        snapshots=SnapshotFile(Path(state_dir), group),
+        checkpoint_interval_s=s.ms("checkpoint_interval") / 1000,
+        session_timeout_ms=s.session_timeout_ms,
+        security=s.kafka_security(),
+        client_id=s.client_id,
+        hooks=hooks,
+        log_alerts=s.log_alerts,
+        partition_idle_s=s.ms("partition_idle_timeout") / 1000,
+        partition_live_delay_ms=s.ms("partition_live_delay") if LIVE_DELAY_MS is None else LIVE_DELAY_MS,
+    )
     return w, hooks
 
 
@@ -113,7 +128,8 @@ async def stop_worker(w: Runtime, task: asyncio.Task) -> None:
 async def create_topics(bootstrap: str, prefix: str) -> None:
     inputs, outputs = names(prefix)
     await asyncio.get_running_loop().run_in_executor(
-        None, lambda: ensure_topics(bootstrap, {t: PARTITIONS for t in [*inputs, *outputs.values()]}))
+        None, lambda: ensure_topics(bootstrap, {t: PARTITIONS for t in [*inputs, *outputs.values()]})
+    )
 
 
 def direct(w: Runtime):
@@ -146,16 +162,26 @@ async def bench_worker(bootstrap: str, prefix: str, n: int, state_dir: str, time
             t_done = now
             break
     e = direct(w).engine
-    res = dict(n=n, processed=processed(w), late=e.late, invalid=sum(e.invalid.values()),
-               alerts=w.produced.get("alerts", 0), fetched=w.records, held_at_fetched=held_at_fetched)
+    res = dict(
+        n=n,
+        processed=processed(w),
+        late=e.late,
+        invalid=sum(e.invalid.values()),
+        alerts=w.produced.get("alerts", 0),
+        fetched=w.records,
+        held_at_fetched=held_at_fetched,
+    )
     await stop_worker(w, task)
     if task.done() and not task.cancelled() and task.exception():
         res["error"] = repr(task.exception())
     fb = hooks.first_batch
-    res.update(join_s=(fb - t0) if fb else None, assigned_s=(t_assigned - t0) if t_assigned else None,
-               first_processed_s=(t_first_proc - t0) if t_first_proc else None,
-               total_s=(t_done - t0) if t_done else None,
-               fetched_s=(t_fetched - fb) if (t_fetched and fb) else None)
+    res.update(
+        join_s=(fb - t0) if fb else None,
+        assigned_s=(t_assigned - t0) if t_assigned else None,
+        first_processed_s=(t_first_proc - t0) if t_first_proc else None,
+        total_s=(t_done - t0) if t_done else None,
+        fetched_s=(t_fetched - fb) if (t_fetched and fb) else None,
+    )
     if t_done and fb:
         res["rate_with_join"] = n / (t_done - t0)
         res["rate_no_join"] = n / (t_done - fb)
@@ -167,8 +193,13 @@ async def bench_worker(bootstrap: str, prefix: str, n: int, state_dir: str, time
 async def bench_bare(bootstrap: str, prefix: str, n: int, timeout_s: float) -> dict:
     inputs, _ = names(prefix)
     t0 = time.perf_counter()
-    c = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                         auto_offset_reset="earliest", fetch_max_wait_ms=100)
+    c = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=100,
+    )
     await c.start()
     tps = [TopicPartition(t, p) for t in inputs for p in range(PARTITIONS)]
     c.assign(tps)
@@ -186,8 +217,13 @@ async def bench_bare(bootstrap: str, prefix: str, n: int, timeout_s: float) -> d
         t_done = time.perf_counter()
     finally:
         await c.stop()
-    return dict(got=got, total_s=t_done - t0, first_s=(t_first - t0) if t_first else None,
-                rate_with_start=got / (t_done - t0), rate_no_start=got / (t_done - t_first) if t_first else None)
+    return dict(
+        got=got,
+        total_s=t_done - t0,
+        first_s=(t_first - t0) if t_first else None,
+        rate_with_start=got / (t_done - t0),
+        rate_no_start=got / (t_done - t_first) if t_first else None,
+    )
 
 
 # -- 3. latency --------------------------------------------------------------------------------------
@@ -223,8 +259,17 @@ def pct(xs: list[float], q: float) -> float | None:
     return xs[min(len(xs) - 1, max(0, round(q * (len(xs) - 1))))]
 
 
-async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float, complaints: str,
-                        sparse_rate: float, inject_rate: float, warmup_s: float, state_dir: str) -> dict:
+async def bench_latency(
+    bootstrap: str,
+    prefix: str,
+    seconds: float,
+    rate: float,
+    complaints: str,
+    sparse_rate: float,
+    inject_rate: float,
+    warmup_s: float,
+    state_dir: str,
+) -> dict:
     """complaints: 'steady' (as simulated, ~4% of traffic), 'sparse' (sparse_rate/s in total) or 'idle' (none)."""
     inputs, outputs = names(prefix)
     topic_of = {s: t for t, s in inputs.items()}
@@ -237,8 +282,13 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
     join_s = time.perf_counter() - t0
 
     # The measuring consumer: no group, every alerts partition from the beginning.
-    ac = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
-                          auto_offset_reset="earliest", fetch_max_wait_ms=20)
+    ac = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=20,
+    )
     await ac.start()
     atps = [TopicPartition(outputs["alerts"], p) for p in range(PARTITIONS)]
     ac.assign(atps)
@@ -326,7 +376,6 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
                 wm["samples"] += 1
                 wm["inf"] += direct(w).buffer.watermark() == float("inf")
 
-
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5)
     await producer.start()
     bg = (e for e in generate(seed=5, minutes=10_000_000, anomalies=[]))
@@ -345,9 +394,15 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
         nonlocal total
         value["ts"] = int(time.time() * 1000)
         key = value.get(KEY_FIELD[source])
-        futs.append(asyncio.ensure_future(producer.send(
-            topic_of[source], key=str(key).encode() if key is not None else None,
-            value=json.dumps(value, separators=(",", ":")).encode())))
+        futs.append(
+            asyncio.ensure_future(
+                producer.send(
+                    topic_of[source],
+                    key=str(key).encode() if key is not None else None,
+                    value=json.dumps(value, separators=(",", ":")).encode(),
+                )
+            )
+        )
         sent[source] += 1
         total += 1
 
@@ -362,14 +417,30 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
             if now >= next_inject:
                 injected += 1
                 sku = f"BENCH-{prefix}-{injected:06d}"
-                send("inventory", {"event_id": f"inj-{prefix}-{injected}", "sku": sku, "available": -5,
-                                   "warehouse": "WH-EAST", "reason": "flash-sale"})
+                send(
+                    "inventory",
+                    {
+                        "event_id": f"inj-{prefix}-{injected}",
+                        "sku": sku,
+                        "available": -5,
+                        "warehouse": "WH-EAST",
+                        "reason": "flash-sale",
+                    },
+                )
                 restocks.append((now + 1.0, sku))
                 next_inject += 1 / inject_rate
             elif restocks and restocks[0][0] <= now:
                 _, sku = restocks.pop(0)
-                send("inventory", {"event_id": f"rst-{prefix}-{sku}", "sku": sku, "available": 400,
-                                   "warehouse": "WH-EAST", "reason": "restock"})
+                send(
+                    "inventory",
+                    {
+                        "event_id": f"rst-{prefix}-{sku}",
+                        "sku": sku,
+                        "available": 400,
+                        "warehouse": "WH-EAST",
+                        "reason": "restock",
+                    },
+                )
             elif complaints == "sparse" and now >= next_complaint:
                 env = next(e for e in bg if e["topic"] == "complaints")
                 send("complaints", env["value"])
@@ -398,23 +469,37 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
     q99, _, _ = hist_quantile(hooks.latency, 0.99)
     e = direct(w).engine
     _, snap_n, snap_sum = hist_quantile(hooks.snap, 0.5)
-    info = dict(late=e.late, invalid=sum(e.invalid.values()), processed=processed(w),
-                ooo=ooo["n"], ooo_max_ms=ooo["max_ms"], ooo_of=ooo["events"],
-                wm_inf=(wm["inf"] / wm["samples"]) if wm["samples"] else None,
-                snap_n=snap_n, snap_mean=(snap_sum / snap_n) if snap_n else None,
-                snap_bytes=hooks.snap_bytes._value.get(),
-                loop_lag_p99=pct(loop_lag, 0.99), loop_lag_max=max(loop_lag) if loop_lag else None)
+    info = dict(
+        late=e.late,
+        invalid=sum(e.invalid.values()),
+        processed=processed(w),
+        ooo=ooo["n"],
+        ooo_max_ms=ooo["max_ms"],
+        ooo_of=ooo["events"],
+        wm_inf=(wm["inf"] / wm["samples"]) if wm["samples"] else None,
+        snap_n=snap_n,
+        snap_mean=(snap_sum / snap_n) if snap_n else None,
+        snap_bytes=hooks.snap_bytes._value.get(),
+        loop_lag_p99=pct(loop_lag, 0.99),
+        loop_lag_max=max(loop_lag) if loop_lag else None,
+    )
     warm = start_wall + warmup_s
     full = [st for st in stages.values() if len(st) == 5 and warm <= st["ts"] < start_wall + produce_s - 0.5]
-    for name, a_, b_ in (("fetch", "ts", "fetched"), ("hold", "fetched", "released"),
-                         ("evaluate", "released", "emitted"), ("deliver", "emitted", "read"), ("total", "ts", "read")):
+    for name, a_, b_ in (
+        ("fetch", "ts", "fetched"),
+        ("hold", "fetched", "released"),
+        ("evaluate", "released", "emitted"),
+        ("deliver", "emitted", "read"),
+        ("total", "ts", "read"),
+    ):
         xs = [st[b_] - st[a_] for st in full]
         info[f"stage_{name}"] = (pct(xs, 0.5), pct(xs, 0.99), max(xs) if xs else None)
     info["stage_n"] = len(full)
     await stop_worker(w, task)
 
-    (OUT / f"alerts-{prefix}.json").write_text(json.dumps({"start_wall": start_wall, "produce_s": produce_s,
-                                                             "alerts": alerts}))
+    (OUT / f"alerts-{prefix}.json").write_text(
+        json.dumps({"start_wall": start_wall, "produce_s": produce_s, "alerts": alerts})
+    )
     warm_ms = int((start_wall + warmup_s) * 1000)
     tail_ms = int((start_wall + produce_s - 0.5) * 1000)  # when traffic stops, the last events wait for idle_s
     steady = [lat for ts, lat, _s, _r in alerts if warm_ms <= ts < tail_ms]
@@ -423,14 +508,31 @@ async def bench_latency(bootstrap: str, prefix: str, seconds: float, rate: float
     rules: dict[str, int] = {}
     for _ts, _l, st, rid in alerts:
         rules[f"{rid}/{st}"] = rules.get(f"{rid}/{st}", 0) + 1
-    return dict(scenario=f"complaints {complaints}" + (f" ({sparse_rate:g}/s)" if complaints == "sparse" else ""),
-                join_s=join_s, seconds=produce_s, sent=total, rate=total / produce_s, by_source=sent,
-                injected=injected, alerts=len(alerts), n=len(steady), by_rule=rules,
-                p50=pct(steady, 0.5), p99=pct(steady, 0.99), max=max(steady) if steady else None,
-                mean=statistics.fmean(steady) if steady else None,
-                early_n=len(early), early_max=max(early) if early else None,
-                tail_n=len(tail), tail_max=max(tail) if tail else None,
-                hist_p50=q50, hist_p99=q99, hist_n=hn, hist_mean=hsum / hn if hn else None, **info)
+    return dict(
+        scenario=f"complaints {complaints}" + (f" ({sparse_rate:g}/s)" if complaints == "sparse" else ""),
+        join_s=join_s,
+        seconds=produce_s,
+        sent=total,
+        rate=total / produce_s,
+        by_source=sent,
+        injected=injected,
+        alerts=len(alerts),
+        n=len(steady),
+        by_rule=rules,
+        p50=pct(steady, 0.5),
+        p99=pct(steady, 0.99),
+        max=max(steady) if steady else None,
+        mean=statistics.fmean(steady) if steady else None,
+        early_n=len(early),
+        early_max=max(early) if early else None,
+        tail_n=len(tail),
+        tail_max=max(tail) if tail else None,
+        hist_p50=q50,
+        hist_p99=q99,
+        hist_n=hn,
+        hist_mean=hsum / hn if hn else None,
+        **info,
+    )
 
 
 # -- main ---------------------------------------------------------------------------------------------
@@ -445,8 +547,12 @@ def ms(x):
 async def main(a) -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     log_path = OUT / "bench_stream.log"
-    logging.basicConfig(level=logging.INFO, filename=str(log_path), filemode="w",
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO,
+        filename=str(log_path),
+        filemode="w",
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
     logging.getLogger("kafka").setLevel(logging.WARNING)
     T0 = time.perf_counter()
@@ -462,80 +568,127 @@ async def main(a) -> None:
             inputs, _ = names(prefix)
             topic_names = {s: t for t, s in inputs.items()}
             t = time.perf_counter()
-            n = await loop.run_in_executor(None, lambda: produce_envelopes(
-                broker.bootstrap, generate(seed=11, events=a.events), topic_names))
+            n = await loop.run_in_executor(
+                None, lambda: produce_envelopes(broker.bootstrap, generate(seed=11, events=a.events), topic_names)
+            )
             prod_s = time.perf_counter() - t
-            print(f"\n[backlog] produced {n:,} simulated events to 4 topics x {PARTITIONS} partitions "
-                  f"in {prod_s:.1f} s ({n / prod_s:,.0f}/s, kafka-python, generation included)", flush=True)
+            print(
+                f"\n[backlog] produced {n:,} simulated events to 4 topics x {PARTITIONS} partitions "
+                f"in {prod_s:.1f} s ({n / prod_s:,.0f}/s, kafka-python, generation included)",
+                flush=True,
+            )
 
             wr = await bench_worker(broker.bootstrap, prefix, n, state_dir, a.timeout)
-            print(f"\n[worker] one worker, default rules: join (start -> first fetched batch) {f(wr['join_s'], '{:.2f} s')}, "
-                  f"all processed at {f(wr['total_s'], '{:.2f} s')} after start")
-            print(f"  processed {wr['processed']:,}/{n:,} (late {wr['late']}, invalid {wr['invalid']}), alerts {wr['alerts']}")
-            print(f"  events/s incl. join: {f(wr.get('rate_with_join'))}   excl. join: {f(wr.get('rate_no_join'))}"
-                  f"   (all fetched {f(wr['fetched_s'], '{:.2f} s')} after first batch = {f(wr.get('rate_fetch'))}/s;"
-                  f" {wr['held_at_fetched']} events still held by the reorder buffer then)")
+            print(
+                f"\n[worker] one worker, default rules: join (start -> first fetched batch) {f(wr['join_s'], '{:.2f} s')}, "
+                f"all processed at {f(wr['total_s'], '{:.2f} s')} after start"
+            )
+            print(
+                f"  processed {wr['processed']:,}/{n:,} (late {wr['late']}, invalid {wr['invalid']}), alerts {wr['alerts']}"
+            )
+            print(
+                f"  events/s incl. join: {f(wr.get('rate_with_join'))}   excl. join: {f(wr.get('rate_no_join'))}"
+                f"   (all fetched {f(wr['fetched_s'], '{:.2f} s')} after first batch = {f(wr.get('rate_fetch'))}/s;"
+                f" {wr['held_at_fetched']} events still held by the reorder buffer then)"
+            )
             if "error" in wr:
                 print(f"  worker error: {wr['error']}")
             print(flush=True)
 
             br = await bench_bare(broker.bootstrap, prefix, n, a.timeout)
-            ratio = (wr["rate_no_join"] / br["rate_no_start"]) if wr.get("rate_no_join") and br["rate_no_start"] else None
-            print(f"[bare] aiokafka, no group, assign+seek, getmany+json.loads: {br['got']:,} in {br['total_s']:.2f} s, "
-                  f"first record {f(br['first_s'], '{:.2f} s')}")
-            print(f"  events/s incl. start: {f(br['rate_with_start'])}   from first record: {f(br['rate_no_start'])}"
-                  f"   worker/bare (both from first record): {f(ratio, '{:.2f}')}", flush=True)
+            ratio = (
+                (wr["rate_no_join"] / br["rate_no_start"]) if wr.get("rate_no_join") and br["rate_no_start"] else None
+            )
+            print(
+                f"[bare] aiokafka, no group, assign+seek, getmany+json.loads: {br['got']:,} in {br['total_s']:.2f} s, "
+                f"first record {f(br['first_s'], '{:.2f} s')}"
+            )
+            print(
+                f"  events/s incl. start: {f(br['rate_with_start'])}   from first record: {f(br['rate_no_start'])}"
+                f"   worker/bare (both from first record): {f(ratio, '{:.2f}')}",
+                flush=True,
+            )
 
             # 3: latency
             lat = []
-            plans = [("lat-steady", a.latency_seconds, "steady"), ("lat-sparse", a.variant_seconds, "sparse"),
-                     ("lat-idle", a.variant_seconds, "idle")]
+            plans = [
+                ("lat-steady", a.latency_seconds, "steady"),
+                ("lat-sparse", a.variant_seconds, "sparse"),
+                ("lat-idle", a.variant_seconds, "idle"),
+            ]
             for pfx, secs, mode in plans:
                 if secs <= 0:
                     continue
-                r = await bench_latency(broker.bootstrap, pfx, secs, a.rate, mode, a.sparse_complaints,
-                                        a.inject_rate, a.warmup, state_dir)
+                r = await bench_latency(
+                    broker.bootstrap, pfx, secs, a.rate, mode, a.sparse_complaints, a.inject_rate, a.warmup, state_dir
+                )
                 lat.append(r)
-                print(f"\n[latency: {r['scenario']}] {r['seconds']:.0f} s at {r['rate']:,.0f} events/s "
-                      f"({', '.join(f'{k} {v:,}' for k, v in r['by_source'].items())}); join {r['join_s']:.1f} s")
-                print(f"  alerts read {r['alerts']} ({', '.join(f'{k} {v}' for k, v in sorted(r['by_rule'].items()))}); "
-                      f"late {r['late']}, invalid {r['invalid']}")
-                print(f"  consumed-from-alerts minus alert ts, after {a.warmup:g} s warm-up, before the last 0.5 s "
-                      f"(n={r['n']}): p50 {ms(r['p50'])}, p99 {ms(r['p99'])}, max {ms(r['max'])}, mean {ms(r['mean'])}")
-                print(f"  left out: warm-up n={r['early_n']} max {ms(r['early_max'])}; "
-                      f"last 0.5 s n={r['tail_n']} max {ms(r['tail_max'])}")
-                print(f"  worker histogram (emit minus ts, bucket estimate, n={r['hist_n']}): "
-                      f"p50 ~{ms(r['hist_p50'])}, p99 ~{ms(r['hist_p99'])}, mean {ms(r['hist_mean'])}")
-                print(f"  reorder buffer: watermark +inf (nothing held back) in {f(r['wm_inf'], '{:.0%}')} of samples "
-                      f"while traffic flowed (after warm-up); {r['ooo']:,} of {r['ooo_of']:,} events reached the engine out of ts order "
-                      f"(max {r['ooo_max_ms']} ms behind)")
-                print(f"  checkpoints: {r['snap_n']}, mean {ms(r['snap_mean'])} each, last snapshot "
-                      f"{r['snap_bytes'] / 1e3:,.0f} kB")
-                print(f"  negative-stock alerts by stage (n={r['stage_n']}), p50 / p99 / max: "
-                      + "; ".join(f"{k} {ms(r['stage_' + k][0])} / {ms(r['stage_' + k][1])} / {ms(r['stage_' + k][2])}"
-                                  for k in ("fetch", "hold", "evaluate", "deliver", "total")))
-                print("    (fetch: ts to the worker's fetch; hold: reorder buffer; evaluate: engine and hand-off to "
-                      "the producer; deliver: to the measuring consumer)")
-                print(f"  event loop (worker, producer and reader share it): a 10 ms sleep woke late by p99 "
-                      f"{ms(r['loop_lag_p99'])}, max {ms(r['loop_lag_max'])}", flush=True)
+                print(
+                    f"\n[latency: {r['scenario']}] {r['seconds']:.0f} s at {r['rate']:,.0f} events/s "
+                    f"({', '.join(f'{k} {v:,}' for k, v in r['by_source'].items())}); join {r['join_s']:.1f} s"
+                )
+                print(
+                    f"  alerts read {r['alerts']} ({', '.join(f'{k} {v}' for k, v in sorted(r['by_rule'].items()))}); "
+                    f"late {r['late']}, invalid {r['invalid']}"
+                )
+                print(
+                    f"  consumed-from-alerts minus alert ts, after {a.warmup:g} s warm-up, before the last 0.5 s "
+                    f"(n={r['n']}): p50 {ms(r['p50'])}, p99 {ms(r['p99'])}, max {ms(r['max'])}, mean {ms(r['mean'])}"
+                )
+                print(
+                    f"  left out: warm-up n={r['early_n']} max {ms(r['early_max'])}; "
+                    f"last 0.5 s n={r['tail_n']} max {ms(r['tail_max'])}"
+                )
+                print(
+                    f"  worker histogram (emit minus ts, bucket estimate, n={r['hist_n']}): "
+                    f"p50 ~{ms(r['hist_p50'])}, p99 ~{ms(r['hist_p99'])}, mean {ms(r['hist_mean'])}"
+                )
+                print(
+                    f"  reorder buffer: watermark +inf (nothing held back) in {f(r['wm_inf'], '{:.0%}')} of samples "
+                    f"while traffic flowed (after warm-up); {r['ooo']:,} of {r['ooo_of']:,} events reached the engine out of ts order "
+                    f"(max {r['ooo_max_ms']} ms behind)"
+                )
+                print(
+                    f"  checkpoints: {r['snap_n']}, mean {ms(r['snap_mean'])} each, last snapshot "
+                    f"{r['snap_bytes'] / 1e3:,.0f} kB"
+                )
+                print(
+                    f"  negative-stock alerts by stage (n={r['stage_n']}), p50 / p99 / max: "
+                    + "; ".join(
+                        f"{k} {ms(r['stage_' + k][0])} / {ms(r['stage_' + k][1])} / {ms(r['stage_' + k][2])}"
+                        for k in ("fetch", "hold", "evaluate", "deliver", "total")
+                    )
+                )
+                print(
+                    "    (fetch: ts to the worker's fetch; hold: reorder buffer; evaluate: engine and hand-off to "
+                    "the producer; deliver: to the measuring consumer)"
+                )
+                print(
+                    f"  event loop (worker, producer and reader share it): a 10 ms sleep woke late by p99 "
+                    f"{ms(r['loop_lag_p99'])}, max {ms(r['loop_lag_max'])}",
+                    flush=True,
+                )
     finally:
         broker.stop()
 
     print("\n== summary ==")
-    rows = [("worker, events/s incl. join", f(wr.get("rate_with_join"))),
-            ("worker, events/s excl. join", f(wr.get("rate_no_join"))),
-            ("worker, group join (start -> first batch)", f(wr["join_s"], "{:.2f} s")),
-            ("bare aiokafka + json.loads, events/s", f(br["rate_no_start"])),
-            ("worker / bare", f(ratio, "{:.2f}"))]
+    rows = [
+        ("worker, events/s incl. join", f(wr.get("rate_with_join"))),
+        ("worker, events/s excl. join", f(wr.get("rate_no_join"))),
+        ("worker, group join (start -> first batch)", f(wr["join_s"], "{:.2f} s")),
+        ("bare aiokafka + json.loads, events/s", f(br["rate_no_start"])),
+        ("worker / bare", f(ratio, "{:.2f}")),
+    ]
     for r in lat:
-        rows.append((f"alert latency p50 / p99, {r['scenario']}",
-                     f"{ms(r['p50'])} / {ms(r['p99'])}  (n={r['n']})"))
+        rows.append((f"alert latency p50 / p99, {r['scenario']}", f"{ms(r['p50'])} / {ms(r['p99'])}  (n={r['n']})"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")
-    print(f"\nmachine: {os.cpu_count()} cores, Python {platform.python_version()} ({platform.machine()}, "
-          f"{platform.system()} {platform.release()}); events {a.events:,}, rate {a.rate:,.0f}/s; "
-          f"total {time.perf_counter() - T0:.0f} s; load average at start {load0[0]:.2f}, at end {os.getloadavg()[0]:.2f}")
+    print(
+        f"\nmachine: {os.cpu_count()} cores, Python {platform.python_version()} ({platform.machine()}, "
+        f"{platform.system()} {platform.release()}); events {a.events:,}, rate {a.rate:,.0f}/s; "
+        f"total {time.perf_counter() - T0:.0f} s; load average at start {load0[0]:.2f}, at end {os.getloadavg()[0]:.2f}"
+    )
 
 
 if __name__ == "__main__":
@@ -547,7 +700,9 @@ if __name__ == "__main__":
     ap.add_argument("--inject-rate", type=float, default=3, help="negative-stock injections per second")
     ap.add_argument("--sparse-complaints", type=float, default=0.5, help="complaints/s in the sparse scenario")
     ap.add_argument("--warmup", type=float, default=5, help="seconds of alerts left out of latency percentiles")
-    ap.add_argument("--fetch-max-wait-ms", type=int, default=None, help="override the worker's fetch wait (experiments)")
+    ap.add_argument(
+        "--fetch-max-wait-ms", type=int, default=None, help="override the worker's fetch wait (experiments)"
+    )
     ap.add_argument("--live-delay-ms", type=int, default=None, help="override PARTITION_LIVE_DELAY (experiments)")
     ap.add_argument("--timeout", type=float, default=150, help="give up on a throughput run after this many s")
     args = ap.parse_args()
@@ -556,6 +711,9 @@ if __name__ == "__main__":
 
         Direct.fetch_max_wait_ms = args.fetch_max_wait_ms
     LIVE_DELAY_MS = args.live_delay_ms
-    print(f"worker fetch_max_wait_ms {args.fetch_max_wait_ms or 'default'}, partition live delay "
-          f"{'default' if args.live_delay_ms is None else str(args.live_delay_ms) + ' ms'}", flush=True)
+    print(
+        f"worker fetch_max_wait_ms {args.fetch_max_wait_ms or 'default'}, partition live delay "
+        f"{'default' if args.live_delay_ms is None else str(args.live_delay_ms) + ' ms'}",
+        flush=True,
+    )
     asyncio.run(main(args))

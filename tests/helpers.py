@@ -38,7 +38,9 @@ def pay(ts: int, status: str = "succeeded", **kw: Any) -> str:
 
 
 def order(ts: int, sku: str = "S", **kw: Any) -> str:
-    return line("orders", ts, order_id="O", sku=sku, quantity=1, unit_price=kw.pop("unit_price", 10), status="paid", **kw)
+    return line(
+        "orders", ts, order_id="O", sku=sku, quantity=1, unit_price=kw.pop("unit_price", 10), status="paid", **kw
+    )
 
 
 def run(rules: list, lines: list[str], **config: Any) -> list[tuple[str, str, dict]]:
@@ -55,7 +57,8 @@ def alerts(outs: list) -> list[tuple]:
 
     return [
         (v["rule_id"], v["status"], *v["group"].values(), (parse_ts(v["ts"]) - T0) // 1000)
-        for t, _, v in outs if t in ("alerts", "alerts-shadow")
+        for t, _, v in outs
+        if t in ("alerts", "alerts-shadow")
     ]
 
 

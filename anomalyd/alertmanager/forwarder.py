@@ -124,8 +124,9 @@ def alert_annotations(alert: dict) -> dict[str, str]:
     return ann
 
 
-def to_alertmanager(alert: dict, *, now: datetime | None = None, firing_ttl_s: float = 240.0,
-                    generator_url: str | None = None) -> dict:
+def to_alertmanager(
+    alert: dict, *, now: datetime | None = None, firing_ttl_s: float = 240.0, generator_url: str | None = None
+) -> dict:
     """One alert record as an Alertmanager v2 postable alert."""
     now = now or datetime.now(timezone.utc)
     starts = _parse(alert.get("started_at")) or _parse(alert.get("ts")) or now
@@ -143,10 +144,21 @@ def to_alertmanager(alert: dict, *, now: datetime | None = None, firing_ttl_s: f
 
 
 class AlertmanagerForwarder:
-    def __init__(self, url: str, *, max_queue: int = 10_000, batch_size: int = 100, max_retries: int = 5,
-                 backoff_initial: float = 0.5, backoff_max: float = 30.0, timeout: float = 5.0,
-                 resend_interval: float = 60.0, max_active: int = 100_000, generator_url: str | None = None,
-                 headers: dict[str, str] | None = None):
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_queue: int = 10_000,
+        batch_size: int = 100,
+        max_retries: int = 5,
+        backoff_initial: float = 0.5,
+        backoff_max: float = 30.0,
+        timeout: float = 5.0,
+        resend_interval: float = 60.0,
+        max_active: int = 100_000,
+        generator_url: str | None = None,
+        headers: dict[str, str] | None = None,
+    ):
         url = url.rstrip("/")
         self.url = url if url.endswith("/api/v2/alerts") else url + "/api/v2/alerts"
         self.queue: collections.deque[dict] = collections.deque(maxlen=max(1, max_queue))
@@ -285,8 +297,10 @@ class AlertmanagerForwarder:
     async def _resend(self, session) -> None:
         records = list(self.active.values())
         for i in range(0, len(records), self.batch_size):
-            chunk = [to_alertmanager(r, firing_ttl_s=self._ttl(), generator_url=self.generator_url)
-                     for r in records[i:i + self.batch_size]]
+            chunk = [
+                to_alertmanager(r, firing_ttl_s=self._ttl(), generator_url=self.generator_url)
+                for r in records[i : i + self.batch_size]
+            ]
             if not await self._post(session, chunk):
                 return  # Alertmanager is unwell: try again next round, new records first
 
@@ -311,7 +325,9 @@ class AlertmanagerForwarder:
             except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
                 err = f"{type(exc).__name__}: {exc}"
             if attempt == self.max_retries or (self._closing and self._past_deadline()):
-                log.warning("alertmanager: giving up on %d alerts after %d attempts (%s)", len(payloads), attempt + 1, err)
+                log.warning(
+                    "alertmanager: giving up on %d alerts after %d attempts (%s)", len(payloads), attempt + 1, err
+                )
                 break
             log.info("alertmanager: %s; retrying in %.1fs", err, delay)
             if self._deadline is not None:

@@ -130,7 +130,7 @@ def rule_kind(rule: RuleBase, kinds: dict[str, str] = KIND_RULES) -> str | None:
     """The simulator label kind a rule is meant to catch, if any."""
     for tag in rule.tags:
         if tag.startswith(_LABEL_TAG) and len(tag) > len(_LABEL_TAG):
-            return tag[len(_LABEL_TAG):]
+            return tag[len(_LABEL_TAG) :]
     for kind, rid in kinds.items():
         if rid == rule.id:
             return kind
@@ -138,6 +138,7 @@ def rule_kind(rule: RuleBase, kinds: dict[str, str] = KIND_RULES) -> str | None:
 
 
 # -- input --------------------------------------------------------------------
+
 
 @dataclass
 class Line:
@@ -195,6 +196,7 @@ def read_lines(paths: list[str]) -> Iterator[Line]:
 
 # -- results ------------------------------------------------------------------
 
+
 @dataclass
 class Episode:
     rule_id: str
@@ -223,9 +225,13 @@ class Episode:
 
     def to_dict(self) -> dict:
         return {
-            "rule_id": self.rule_id, "group": self.group, "started_at": format_ts(self.start),
+            "rule_id": self.rule_id,
+            "group": self.group,
+            "started_at": format_ts(self.start),
             "resolved_at": format_ts(self.end) if self.end is not None else None,
-            "alert_id": self.alert_id, "value": self.value, "threshold": self.threshold,
+            "alert_id": self.alert_id,
+            "value": self.value,
+            "threshold": self.threshold,
             "message": self.message,
         }
 
@@ -321,8 +327,18 @@ class Run:
                 okey = (v["rule_id"], v["fingerprint"])
                 if v["status"] == "firing":
                     rr.fired += 1
-                    ep = Episode(v["rule_id"], v["group"], parse_ts(v["started_at"]), None, v["alert_id"],
-                                 v["severity"], v["value"], v["threshold"], v["message"], list(v["evidence"]))
+                    ep = Episode(
+                        v["rule_id"],
+                        v["group"],
+                        parse_ts(v["started_at"]),
+                        None,
+                        v["alert_id"],
+                        v["severity"],
+                        v["value"],
+                        v["threshold"],
+                        v["message"],
+                        list(v["evidence"]),
+                    )
                     rr.episodes.append(ep)
                     self.open[okey] = ep
                 else:
@@ -379,12 +395,22 @@ class Backtest:
             rr = run.rules[rid]
             r = rr.rule
             out[rid] = {
-                "rule_id": rid, "type": r.type, "source": r.source, "severity": r.severity,  # type: ignore[attr-defined]
-                "mode": r.mode, "breaker": r.breaker.action if r.breaker and r.mode == "live" else None,
-                "kind": rr.kind, "fired": rr.fired, "resolved": rr.resolved, "open_at_end": rr.open_at_end(),
-                "groups": rr.groups(), "alerts_per_hour": _round(self.per_hour(rr.fired)),
-                "firing_ms": rr.firing_ms(last), "breaker_opens": rr.breaker_opens,
-                "noisiest": rr.noisiest(last), "score": rr.score,
+                "rule_id": rid,
+                "type": r.type,  # type: ignore[attr-defined]
+                "source": r.source,
+                "severity": r.severity,
+                "mode": r.mode,
+                "breaker": r.breaker.action if r.breaker and r.mode == "live" else None,
+                "kind": rr.kind,
+                "fired": rr.fired,
+                "resolved": rr.resolved,
+                "open_at_end": rr.open_at_end(),
+                "groups": rr.groups(),
+                "alerts_per_hour": _round(self.per_hour(rr.fired)),
+                "firing_ms": rr.firing_ms(last),
+                "breaker_opens": rr.breaker_opens,
+                "noisiest": rr.noisiest(last),
+                "score": rr.score,
             }
         return out
 
@@ -392,7 +418,8 @@ class Backtest:
         stats = self.rule_stats(run)
         fired = sum(s["fired"] for s in stats.values())
         totals = {
-            "fired": fired, "resolved": sum(s["resolved"] for s in stats.values()),
+            "fired": fired,
+            "resolved": sum(s["resolved"] for s in stats.values()),
             "open_at_end": sum(s["open_at_end"] for s in stats.values()),
             "groups": sum(s["groups"] for s in stats.values()),
             "alerts_per_hour": _round(self.per_hour(fired)),
@@ -405,9 +432,14 @@ class Backtest:
             fp = sum(rr.score["false_positives"] for rr in scored)  # type: ignore[index]
             n = sum(rr.score["anomalies"] for rr in scored)  # type: ignore[index]
             det = sum(rr.score["detected"] for rr in scored)  # type: ignore[index]
-            totals["score"] = {"true_positives": tp, "false_positives": fp, "anomalies": n, "detected": det,
-                               "precision": _round(tp / (tp + fp)) if tp + fp else None,
-                               "recall": _round(det / n) if n else None}
+            totals["score"] = {
+                "true_positives": tp,
+                "false_positives": fp,
+                "anomalies": n,
+                "detected": det,
+                "precision": _round(tp / (tp + fp)) if tp + fp else None,
+                "recall": _round(det / n) if n else None,
+            }
         else:
             totals["score"] = None
         return {"rules_dir": run.source, "ruleset_version": run.version, "rules": stats, "totals": totals}
@@ -433,9 +465,15 @@ class Backtest:
             only_old = [eb[k] for k in sorted(eb.keys() - ea.keys(), key=_ep_order)]
             both = ea.keys() & eb.keys()
             ended = sum(1 for k in both if ea[k].end != eb[k].end)
-            d: dict[str, Any] = {"status": status, "only_new": len(only_new), "only_old": len(only_old), "both": len(both),
-                 "ended_differently": ended,
-                 "new_episodes": [e.to_dict() for e in only_new], "old_episodes": [e.to_dict() for e in only_old]}
+            d: dict[str, Any] = {
+                "status": status,
+                "only_new": len(only_new),
+                "only_old": len(only_old),
+                "both": len(both),
+                "ended_differently": ended,
+                "new_episodes": [e.to_dict() for e in only_new],
+                "old_episodes": [e.to_dict() for e in only_old],
+            }
             for k in ("only_new", "only_old", "both", "ended_differently"):
                 tot[k] += d[k]
             rules[rid] = d
@@ -462,22 +500,33 @@ class Backtest:
                 for e in rr.episodes:
                     detected[rr.id].update(e.anomalies)
             labels = {
-                "events": self.labelled_events, "gap_ms": self.label_gap_ms, "kinds": dict(sorted(kinds.items())),
-                "anomalies": [{
-                    "id": an.id, "kind": an.kind, "start": format_ts(an.start), "end": format_ts(an.end),
-                    "events": len(an.event_ids),
-                    "detected_by": sorted(rid for rid, s in detected.items() if an.id in s),
-                } for an in self.anomalies],
+                "events": self.labelled_events,
+                "gap_ms": self.label_gap_ms,
+                "kinds": dict(sorted(kinds.items())),
+                "anomalies": [
+                    {
+                        "id": an.id,
+                        "kind": an.kind,
+                        "start": format_ts(an.start),
+                        "end": format_ts(an.end),
+                        "events": len(an.event_ids),
+                        "detected_by": sorted(rid for rid, s in detected.items() if an.id in s),
+                    }
+                    for an in self.anomalies
+                ],
             }
         return {
             "report_version": REPORT_VERSION,
             "inputs": list(self.inputs),
             "events": {
-                "total": self.events, "by_topic": dict(sorted(self.by_topic.items())),
-                "dead_letters": self.dead_letters, "late": self.late,
+                "total": self.events,
+                "by_topic": dict(sorted(self.by_topic.items())),
+                "dead_letters": self.dead_letters,
+                "late": self.late,
                 "first_ts": format_ts(self.first_ts) if self.first_ts is not None else None,
                 "last_ts": format_ts(self.last_ts) if self.last_ts is not None else None,
-                "span_ms": self.span_ms, "span_hours": _round(self.span_ms / HOUR_MS),
+                "span_ms": self.span_ms,
+                "span_hours": _round(self.span_ms / HOUR_MS),
             },
             "labels": labels,
             "current": self.run_dict(self.current),
@@ -499,15 +548,21 @@ def _round(x: float | None, nd: int = 4) -> float | None:
 
 # -- running ------------------------------------------------------------------
 
+
 def _ruleset(rules: RuleSet | str | Path) -> tuple[RuleSet, str]:
     if isinstance(rules, RuleSet):
         return rules, ""
     return load_rules(rules), str(rules)
 
 
-def backtest(paths: Iterable[str], rules: RuleSet | str | Path, baseline: RuleSet | str | Path | None = None,
-             config: EngineConfig | None = None, kinds: dict[str, str] = KIND_RULES,
-             label_gap_ms: int = DEFAULT_LABEL_GAP_MS) -> Backtest:
+def backtest(
+    paths: Iterable[str],
+    rules: RuleSet | str | Path,
+    baseline: RuleSet | str | Path | None = None,
+    config: EngineConfig | None = None,
+    kinds: dict[str, str] = KIND_RULES,
+    label_gap_ms: int = DEFAULT_LABEL_GAP_MS,
+) -> Backtest:
     """Run `rules` (and `baseline`, if given) over the input files.
 
     Rules directories are loaded with `load_rules` (raises RuleLoadError).
@@ -614,9 +669,12 @@ def _score(run: Run, anomalies: list[Anomaly]) -> None:
         n = len(by_kind[kind])
         fired = len(rr.episodes)
         rr.score = {
-            "kind": kind, "anomalies": n, "detected": len(detected),
+            "kind": kind,
+            "anomalies": n,
+            "detected": len(detected),
             "missed": sorted(an.id for an in by_kind[kind] if an.id not in detected),
-            "true_positives": tp, "false_positives": fired - tp,
+            "true_positives": tp,
+            "false_positives": fired - tp,
             "precision": _round(tp / fired) if fired else None,
             "recall": _round(len(detected) / n),
         }

@@ -41,4 +41,3 @@ def pct(x: float | None) -> str:
     if 0 < x < 0.1:
         return f"{x * 100:.1f}%"
     return f"{x * 100:.0f}%"
-

@@ -22,9 +22,28 @@ LABEL_W = 210
 ROW_H = 22
 AXIS_H = 30
 
-_TICKS_MS = [1_000, 5_000, 15_000, 30_000, 60_000, 2 * 60_000, 5 * 60_000, 10 * 60_000, 15 * 60_000, 30 * 60_000,
-             3_600_000, 2 * 3_600_000, 3 * 3_600_000, 6 * 3_600_000, 12 * 3_600_000, 86_400_000, 2 * 86_400_000,
-             7 * 86_400_000, 14 * 86_400_000, 28 * 86_400_000]
+_TICKS_MS = [
+    1_000,
+    5_000,
+    15_000,
+    30_000,
+    60_000,
+    2 * 60_000,
+    5 * 60_000,
+    10 * 60_000,
+    15 * 60_000,
+    30 * 60_000,
+    3_600_000,
+    2 * 3_600_000,
+    3 * 3_600_000,
+    6 * 3_600_000,
+    12 * 3_600_000,
+    86_400_000,
+    2 * 86_400_000,
+    7 * 86_400_000,
+    14 * 86_400_000,
+    28 * 86_400_000,
+]
 
 CSS = """
 :root{--ink:#1d2330;--muted:#667085;--line:#e4e7ec;--bg:#f4f6f9;--card:#fff;--blue:#2f6fe4;--blue-l:#dbe7fd;
@@ -100,6 +119,7 @@ def _ts(ms: int | None) -> str:
 
 # -- the timeline ---------------------------------------------------------------
 
+
 def _ticks(t0: int, t1: int) -> tuple[int, list[int]]:
     span = max(1, t1 - t0)
     step = next((s for s in _TICKS_MS if span / s <= 8), _TICKS_MS[-1])
@@ -136,10 +156,14 @@ def timeline(bt: Backtest, rid: str, episodes: list[Episode], status: dict, kind
     hidden = len(keys) - MAX_ROWS
     if hidden > 0:  # keep the groups that caught a labelled anomaly, then the noisiest
         order = {k: i for i, k in enumerate(keys)}
-        keep = sorted(keys, key=lambda k: (not any(e.verdict == "tp" for e in rows[k]), -len(rows[k]), order[k]))[:MAX_ROWS]
+        keep = sorted(keys, key=lambda k: (not any(e.verdict == "tp" for e in rows[k]), -len(rows[k]), order[k]))[
+            :MAX_ROWS
+        ]
         keys = sorted(keep, key=order.__getitem__)
     h = AXIS_H + len(keys) * ROW_H + 6
-    out = [f'<svg class="tl" viewBox="0 0 {W} {h}" role="img" aria-label="firing episodes of {_e(rid)} over event time">']
+    out = [
+        f'<svg class="tl" viewBox="0 0 {W} {h}" role="img" aria-label="firing episodes of {_e(rid)} over event time">'
+    ]
     # rows
     for i, k in enumerate(keys):
         y: float = AXIS_H + i * ROW_H  # an int here; the bars below are placed at halves
@@ -148,8 +172,10 @@ def timeline(bt: Backtest, rid: str, episodes: list[Episode], status: dict, kind
         g = rows[k][0].group
         label = group_text(g)
         short = label if len(label) <= 30 else label[:29] + "…"
-        out.append(f'<text class="glabel" x="{LABEL_W}" y="{y + ROW_H / 2 + 4:.1f}" text-anchor="end">'
-                   f'<title>{_e(label)}</title>{_e(short)}</text>')
+        out.append(
+            f'<text class="glabel" x="{LABEL_W}" y="{y + ROW_H / 2 + 4:.1f}" text-anchor="end">'
+            f"<title>{_e(label)}</title>{_e(short)}</text>"
+        )
     # axis and grid
     step, ticks = _ticks(t0, t1)
     out.append(f'<line class="axis" x1="{x0}" x2="{x1}" y1="{AXIS_H - 0.5}" y2="{AXIS_H - 0.5}"/>')
@@ -157,7 +183,9 @@ def timeline(bt: Backtest, rid: str, episodes: list[Episode], status: dict, kind
         xt = x(t)
         out.append(f'<line class="grid" x1="{xt:.1f}" x2="{xt:.1f}" y1="{AXIS_H - 4}" y2="{h - 6}"/>')
         anchor = "start" if xt - x0 < 18 else "end" if x1 - xt < 18 else "middle"
-        out.append(f'<text x="{xt:.1f}" y="{AXIS_H - 10}" text-anchor="{anchor}">{_e(_tick_label(t, step, t1 - t0))}</text>')
+        out.append(
+            f'<text x="{xt:.1f}" y="{AXIS_H - 10}" text-anchor="{anchor}">{_e(_tick_label(t, step, t1 - t0))}</text>'
+        )
     out.append(f'<text x="{LABEL_W}" y="{AXIS_H - 10}" text-anchor="end" fill="#98a2b3">event time, UTC</text>')
     # labelled anomalies of the rule's kind
     if kind:
@@ -166,10 +194,12 @@ def timeline(bt: Backtest, rid: str, episodes: list[Episode], status: dict, kind
                 continue
             ax, bx = x(an.start), x(an.end)
             wdt = max(bx - ax, 2.0)
-            out.append(f'<g><title>{_e(an.id)}: {_e(_ts(an.start))} → {_e(_ts(an.end))} UTC, '
-                       f'{len(an.event_ids)} labelled events</title>'
-                       f'<rect class="band" x="{ax:.1f}" y="{AXIS_H}" width="{wdt:.1f}" height="{h - AXIS_H - 6}"/>'
-                       f'<line class="bandedge" x1="{ax:.1f}" x2="{ax:.1f}" y1="{AXIS_H}" y2="{h - 6}"/></g>')
+            out.append(
+                f"<g><title>{_e(an.id)}: {_e(_ts(an.start))} → {_e(_ts(an.end))} UTC, "
+                f"{len(an.event_ids)} labelled events</title>"
+                f'<rect class="band" x="{ax:.1f}" y="{AXIS_H}" width="{wdt:.1f}" height="{h - AXIS_H - 6}"/>'
+                f'<line class="bandedge" x1="{ax:.1f}" x2="{ax:.1f}" y1="{AXIS_H}" y2="{h - 6}"/></g>'
+            )
     # episodes: neighbours closer than a pixel, of the same kind, share one bar
     bar_h = 12
     for i, k in enumerate(keys):
@@ -187,13 +217,19 @@ def timeline(bt: Backtest, rid: str, episodes: list[Episode], status: dict, kind
             else:
                 bars.append([ax, bx, cls, e.verdict, [e]])
         for ax, bx, cls, verdict, eps in bars:
-            out.append(f'<g><title>{_e(_tip(bt, rid, eps, status))}</title>'
-                       f'<rect class="{cls}" x="{ax:.1f}" y="{y:.1f}" width="{bx - ax:.1f}" height="{bar_h}" rx="3"/>')
+            out.append(
+                f"<g><title>{_e(_tip(bt, rid, eps, status))}</title>"
+                f'<rect class="{cls}" x="{ax:.1f}" y="{y:.1f}" width="{bx - ax:.1f}" height="{bar_h}" rx="3"/>'
+            )
             if eps[-1].end is None:  # still firing at the end of the input
-                out.append(f'<path d="M{x1 + 1:.1f} {y - 1:.1f} l7 {bar_h / 2 + 1:.1f} l-7 {bar_h / 2 + 1:.1f}z" fill="#98a2b3"/>')
+                out.append(
+                    f'<path d="M{x1 + 1:.1f} {y - 1:.1f} l7 {bar_h / 2 + 1:.1f} l-7 {bar_h / 2 + 1:.1f}z" fill="#98a2b3"/>'
+                )
             if verdict:
                 color = "#12a150" if verdict == "tp" else "#d92d20"
-                out.append(f'<circle cx="{ax:.1f}" cy="{y - 1:.1f}" r="2.8" fill="{color}" stroke="#fff" stroke-width="1.2"/>')
+                out.append(
+                    f'<circle cx="{ax:.1f}" cy="{y - 1:.1f}" r="2.8" fill="{color}" stroke="#fff" stroke-width="1.2"/>'
+                )
             out.append("</g>")
     out.append("</svg>")
     svg = "".join(out)
@@ -207,14 +243,20 @@ def _tip(bt: Backtest, rid: str, eps: list[Episode], status: dict) -> str:
     e = eps[0]
     st = status.get(e.key, "")
     if len(eps) == 1:
-        tip = [f"{rid} · {group_text(e.group)}", f"{_ts(e.start)} → {_ts(e.end)} UTC",
-               f"firing {fmt.duration(e.duration(bt.end))}"]
+        tip = [
+            f"{rid} · {group_text(e.group)}",
+            f"{_ts(e.start)} → {_ts(e.end)} UTC",
+            f"firing {fmt.duration(e.duration(bt.end))}",
+        ]
         if e.message:
             tip.append(e.message)
     else:
         end = None if any(x.end is None for x in eps) else max(x.end for x in eps)  # type: ignore[type-var]
-        tip = [f"{rid} · {group_text(e.group)}: {len(eps)} episodes", f"{_ts(e.start)} → {_ts(end)} UTC",
-               f"firing {fmt.duration(sum(x.duration(bt.end) for x in eps))} in all"]
+        tip = [
+            f"{rid} · {group_text(e.group)}: {len(eps)} episodes",
+            f"{_ts(e.start)} → {_ts(end)} UTC",
+            f"firing {fmt.duration(sum(x.duration(bt.end) for x in eps))} in all",
+        ]
     if st == "new":
         tip.append("only with the new rules")
     elif st == "old":
@@ -228,13 +270,17 @@ def _tip(bt: Backtest, rid: str, eps: list[Episode], status: dict) -> str:
 
 # -- the page ---------------------------------------------------------------------
 
+
 def _card(k: str, v: str, d: str = "") -> str:
     return f'<div class="card"><div class="k">{_e(k)}</div><div class="v">{v}</div><div class="d">{d}</div></div>'
 
 
 def _chips(s: dict) -> str:
-    c = [f'<span class="chip">{_e(s["type"])}</span>', f'<span class="chip">{_e(s["source"])}</span>',
-         f'<span class="chip {_e(s["severity"])}">{_e(s["severity"])}</span>']
+    c = [
+        f'<span class="chip">{_e(s["type"])}</span>',
+        f'<span class="chip">{_e(s["source"])}</span>',
+        f'<span class="chip {_e(s["severity"])}">{_e(s["severity"])}</span>',
+    ]
     if s["mode"] == "shadow":
         c.append('<span class="chip shadow">shadow</span>')
     if s["breaker"]:
@@ -251,45 +297,72 @@ def render(bt: Backtest) -> str:
     status = bt.diff_status()
     p: list[str] = []
     title = f"anomalyd backtest · {cur['rules_dir'] or 'rules'}"
-    p.append(f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
-             f'<meta name="viewport" content="width=device-width,initial-scale=1">'
-             f'<title>{_e(title)}</title><style>{CSS}</style></head><body><main>')
+    p.append(
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f'<meta name="viewport" content="width=device-width,initial-scale=1">'
+        f"<title>{_e(title)}</title><style>{CSS}</style></head><body><main>"
+    )
     # header
     inputs = ", ".join(d["inputs"])
     rules = f'<code>{_e(cur["rules_dir"] or "(given)")}</code> <span class="dim">{_e(cur["ruleset_version"])}</span>'
     if base:
         rules += f' &nbsp;vs baseline <code>{_e(base["rules_dir"] or "(given)")}</code> <span class="dim">{_e(base["ruleset_version"])}</span>'
-    span = (f'{_e(_ts(bt.first_ts))} → {_e(_ts(bt.last_ts))} UTC' if ev["first_ts"] else "no events")
-    p.append(f'<header><div><h1><span class="logo"></span>Backtest</h1><div class="sub">rules {rules}</div>'
-             f'<div class="sub">input <code>{_e(inputs)}</code></div></div>'
-             f'<div class="sub" style="text-align:right">event time<br><b style="color:var(--ink)">{span}</b></div></header>')
+    span = f"{_e(_ts(bt.first_ts))} → {_e(_ts(bt.last_ts))} UTC" if ev["first_ts"] else "no events"
+    p.append(
+        f'<header><div><h1><span class="logo"></span>Backtest</h1><div class="sub">rules {rules}</div>'
+        f'<div class="sub">input <code>{_e(inputs)}</code></div></div>'
+        f'<div class="sub" style="text-align:right">event time<br><b style="color:var(--ink)">{span}</b></div></header>'
+    )
     # cards
     by_topic = ", ".join(f"{k} {v:,}" for k, v in ev["by_topic"].items())
-    extra = (f' · <b>{ev["dead_letters"]}</b> dead letters' if ev["dead_letters"] else "") + (f' · {ev["late"]} too late' if ev["late"] else "")
+    extra = (f" · <b>{ev['dead_letters']}</b> dead letters" if ev["dead_letters"] else "") + (
+        f" · {ev['late']} too late" if ev["late"] else ""
+    )
     cards = [
-        _card("events", f'<span title="{_e(by_topic)}">{ev["total"]:,}</span>',
-              f'over {_e(fmt.duration(ev["span_ms"]))} of event time{extra}'),
-        _card("alerts fired", f'{tot["fired"]:,}', f'{fmt.rate(tot["alerts_per_hour"])} per hour · {tot["groups"]} groups'),
-        _card("time firing", _e(fmt.duration(tot["firing_ms"])), f'{tot["open_at_end"]} open at end'),
+        _card(
+            "events",
+            f'<span title="{_e(by_topic)}">{ev["total"]:,}</span>',
+            f"over {_e(fmt.duration(ev['span_ms']))} of event time{extra}",
+        ),
+        _card(
+            "alerts fired", f"{tot['fired']:,}", f"{fmt.rate(tot['alerts_per_hour'])} per hour · {tot['groups']} groups"
+        ),
+        _card("time firing", _e(fmt.duration(tot["firing_ms"])), f"{tot['open_at_end']} open at end"),
         _card("breaker opens", str(tot["breaker_opens"]), ""),
     ]
     if tot["score"]:
         sc = tot["score"]
-        cards.append(_card("precision", fmt.pct(sc["precision"]), f'{sc["true_positives"]} true, {sc["false_positives"]} false positives'))
-        cards.append(_card("recall", fmt.pct(sc["recall"]), f'{sc["detected"]} of {sc["anomalies"]} labelled anomalies'))
+        cards.append(
+            _card(
+                "precision",
+                fmt.pct(sc["precision"]),
+                f"{sc['true_positives']} true, {sc['false_positives']} false positives",
+            )
+        )
+        cards.append(
+            _card("recall", fmt.pct(sc["recall"]), f"{sc['detected']} of {sc['anomalies']} labelled anomalies")
+        )
     if diff:
         dt = diff["totals"]
-        cards.append(_card("vs baseline", f'<span style="color:var(--green)">+{dt["only_new"]}</span> '
-                                          f'<span style="color:var(--red)">−{dt["only_old"]}</span>',
-                           f'{dt["both"]} episodes in both' + (f' · {dt["ended_differently"]} end differently' if dt["ended_differently"] else "")))
+        cards.append(
+            _card(
+                "vs baseline",
+                f'<span style="color:var(--green)">+{dt["only_new"]}</span> '
+                f'<span style="color:var(--red)">−{dt["only_old"]}</span>',
+                f"{dt['both']} episodes in both"
+                + (f" · {dt['ended_differently']} end differently" if dt["ended_differently"] else ""),
+            )
+        )
     p.append('<section class="cards">' + "".join(cards) + "</section>")
 
     # summary table
     rids = sorted(set(cur["rules"]) | (set(base["rules"]) if base else set()))
     max_rate = max([s["fired"] for s in cur["rules"].values()] + [1])
-    p.append('<h2>Rules</h2><div class="panel"><table><thead><tr><th>rule</th><th class="n">fired</th>'
-             '<th class="n">resolved</th><th class="n">groups</th><th class="n">per hour</th><th class="n">firing time</th>'
-             '<th class="n">breaker opens</th><th>noisiest groups</th>')
+    p.append(
+        '<h2>Rules</h2><div class="panel"><table><thead><tr><th>rule</th><th class="n">fired</th>'
+        '<th class="n">resolved</th><th class="n">groups</th><th class="n">per hour</th><th class="n">firing time</th>'
+        '<th class="n">breaker opens</th><th>noisiest groups</th>'
+    )
     if labels:
         p.append('<th class="n">precision</th><th class="n">recall</th>')
     p.append("</tr></thead><tbody>")
@@ -303,28 +376,43 @@ def render(bt: Backtest) -> str:
             name += f' <span class="chip {st}">{st}</span>'
         p.append(f'<tr><td class="rid">{name}</td>')
         if s is None:
-            p.append('<td class="n dim">–</td>' * 6 + '<td class="dim">–</td>' + ('<td class="n dim">–</td>' * 2 if labels else ""))
+            p.append(
+                '<td class="n dim">–</td>' * 6
+                + '<td class="dim">–</td>'
+                + ('<td class="n dim">–</td>' * 2 if labels else "")
+            )
         else:
             width = 100 * s["fired"] / max_rate
             open_ = f' <span class="chip changed">+{s["open_at_end"]} open</span>' if s["open_at_end"] else ""
-            noisy = "<br>".join(f'<span title="{_e(group_text(g["group"]))}">{_e(_values(g["group"]))}</span> <span class="dim">×{g["firings"]}</span>'
-                                for g in s["noisiest"]) or '<span class="dim">–</span>'
-            p.append(f'<td class="n"><b>{s["fired"]}</b><div class="track"><div class="bar" style="width:{width:.0f}%"></div></div></td>'
-                     f'<td class="n">{s["resolved"]}{open_}</td><td class="n">{s["groups"]}</td>'
-                     f'<td class="n">{fmt.rate(s["alerts_per_hour"])}</td><td class="n">{_e(fmt.duration(s["firing_ms"]))}</td>'
-                     f'<td class="n">{s["breaker_opens"] if s["breaker"] else "<span class=dim>–</span>"}</td>'
-                     f'<td class="groups">{noisy}</td>')
+            noisy = (
+                "<br>".join(
+                    f'<span title="{_e(group_text(g["group"]))}">{_e(_values(g["group"]))}</span> <span class="dim">×{g["firings"]}</span>'
+                    for g in s["noisiest"]
+                )
+                or '<span class="dim">–</span>'
+            )
+            p.append(
+                f'<td class="n"><b>{s["fired"]}</b><div class="track"><div class="bar" style="width:{width:.0f}%"></div></div></td>'
+                f'<td class="n">{s["resolved"]}{open_}</td><td class="n">{s["groups"]}</td>'
+                f'<td class="n">{fmt.rate(s["alerts_per_hour"])}</td><td class="n">{_e(fmt.duration(s["firing_ms"]))}</td>'
+                f'<td class="n">{s["breaker_opens"] if s["breaker"] else "<span class=dim>–</span>"}</td>'
+                f'<td class="groups">{noisy}</td>'
+            )
             if labels:
                 sc = s["score"]
                 if sc is None:
                     p.append('<td class="n dim">–</td><td class="n dim">–</td>')
                 else:
-                    p.append(f'<td class="n">{fmt.pct(sc["precision"])} <span class="dim">{sc["true_positives"]}/{sc["true_positives"] + sc["false_positives"]}</span></td>'
-                             f'<td class="n">{fmt.pct(sc["recall"])} <span class="dim">{sc["detected"]}/{sc["anomalies"]}</span></td>')
+                    p.append(
+                        f'<td class="n">{fmt.pct(sc["precision"])} <span class="dim">{sc["true_positives"]}/{sc["true_positives"] + sc["false_positives"]}</span></td>'
+                        f'<td class="n">{fmt.pct(sc["recall"])} <span class="dim">{sc["detected"]}/{sc["anomalies"]}</span></td>'
+                    )
         p.append("</tr>")
-    p.append(f'</tbody><tfoot><tr><td>total</td><td class="n">{tot["fired"]}</td><td class="n">{tot["resolved"]}</td>'
-             f'<td class="n">{tot["groups"]}</td><td class="n">{fmt.rate(tot["alerts_per_hour"])}</td>'
-             f'<td class="n">{_e(fmt.duration(tot["firing_ms"]))}</td><td class="n">{tot["breaker_opens"]}</td><td></td>')
+    p.append(
+        f'</tbody><tfoot><tr><td>total</td><td class="n">{tot["fired"]}</td><td class="n">{tot["resolved"]}</td>'
+        f'<td class="n">{tot["groups"]}</td><td class="n">{fmt.rate(tot["alerts_per_hour"])}</td>'
+        f'<td class="n">{_e(fmt.duration(tot["firing_ms"]))}</td><td class="n">{tot["breaker_opens"]}</td><td></td>'
+    )
     if labels:
         sc = tot["score"] or {}
         p.append(f'<td class="n">{fmt.pct(sc.get("precision"))}</td><td class="n">{fmt.pct(sc.get("recall"))}</td>')
@@ -332,30 +420,44 @@ def render(bt: Backtest) -> str:
 
     # diff
     if diff:
-        p.append('<h2>Changes against the baseline <span class="sub">episodes matched by rule, group and start time</span></h2>')
-        p.append('<div class="panel"><table><thead><tr><th>rule</th><th>rule change</th><th class="n">only new</th>'
-                 '<th class="n">only old</th><th class="n">in both</th><th class="n">end differently</th></tr></thead><tbody>')
+        p.append(
+            '<h2>Changes against the baseline <span class="sub">episodes matched by rule, group and start time</span></h2>'
+        )
+        p.append(
+            '<div class="panel"><table><thead><tr><th>rule</th><th>rule change</th><th class="n">only new</th>'
+            '<th class="n">only old</th><th class="n">in both</th><th class="n">end differently</th></tr></thead><tbody>'
+        )
         for rid, dr in diff["rules"].items():
             st = dr["status"]
             chip = f'<span class="chip {st}">{st}</span>' if st != "unchanged" else '<span class="dim">unchanged</span>'
-            p.append(f'<tr><td><a href="#{_anchor(rid)}">{_e(rid)}</a></td><td>{chip}</td>'
-                     f'<td class="n">{_delta(dr["only_new"], "plus", "+")}</td><td class="n">{_delta(dr["only_old"], "minus", "−")}</td>'
-                     f'<td class="n">{dr["both"]}</td><td class="n">{_delta(dr["ended_differently"], "", "")}</td></tr>')
+            p.append(
+                f'<tr><td><a href="#{_anchor(rid)}">{_e(rid)}</a></td><td>{chip}</td>'
+                f'<td class="n">{_delta(dr["only_new"], "plus", "+")}</td><td class="n">{_delta(dr["only_old"], "minus", "−")}</td>'
+                f'<td class="n">{dr["both"]}</td><td class="n">{_delta(dr["ended_differently"], "", "")}</td></tr>'
+            )
         p.append("</tbody></table></div>")
         changed = [(rid, dr) for rid, dr in diff["rules"].items() if dr["only_new"] or dr["only_old"]]
         small = sum(dr["only_new"] + dr["only_old"] for _, dr in changed) <= 12
         for rid, dr in changed:
             rows = [("new", e) for e in dr["new_episodes"]] + [("old", e) for e in dr["old_episodes"]]
             rows.sort(key=lambda r: (r[1]["started_at"], group_key(r[1]["group"]), r[0]))
-            p.append(f'<details class="eps"{" open" if small else ""}><summary><b>{_e(rid)}</b> '
-                     f'{_delta(dr["only_new"], "plus", "+")} only new &nbsp;{_delta(dr["only_old"], "minus", "−")} only old</summary>'
-                     '<div class="panel"><table><thead><tr><th></th><th>group</th><th>started</th><th>resolved</th>'
-                     '<th>message</th></tr></thead><tbody>')
+            p.append(
+                f'<details class="eps"{" open" if small else ""}><summary><b>{_e(rid)}</b> '
+                f"{_delta(dr['only_new'], 'plus', '+')} only new &nbsp;{_delta(dr['only_old'], 'minus', '−')} only old</summary>"
+                '<div class="panel"><table><thead><tr><th></th><th>group</th><th>started</th><th>resolved</th>'
+                "<th>message</th></tr></thead><tbody>"
+            )
             for which, e in rows[:MAX_DIFF_ROWS]:
-                chip = '<span class="chip added">only new</span>' if which == "new" else '<span class="chip removed">only old</span>'
-                p.append(f'<tr><td>{chip}</td><td class="mono">{_e(group_text(e["group"]))}</td>'
-                         f'<td class="mono nw">{_e(_ts_text(e["started_at"]))}</td><td class="mono nw">{_e(_ts_text(e["resolved_at"]))}</td>'
-                         f'<td>{_e(e["message"])}</td></tr>')
+                chip = (
+                    '<span class="chip added">only new</span>'
+                    if which == "new"
+                    else '<span class="chip removed">only old</span>'
+                )
+                p.append(
+                    f'<tr><td>{chip}</td><td class="mono">{_e(group_text(e["group"]))}</td>'
+                    f'<td class="mono nw">{_e(_ts_text(e["started_at"]))}</td><td class="mono nw">{_e(_ts_text(e["resolved_at"]))}</td>'
+                    f"<td>{_e(e['message'])}</td></tr>"
+                )
             p.append("</tbody></table></div>")
             if len(rows) > MAX_DIFF_ROWS:
                 p.append(f'<div class="note">and {len(rows) - MAX_DIFF_ROWS} more (all are in the JSON report).</div>')
@@ -363,27 +465,40 @@ def render(bt: Backtest) -> str:
 
     # labels
     if labels:
-        p.append(f'<h2>Labelled anomalies <span class="sub">{labels["events"]} labelled events; '
-                 f'a gap over {_e(fmt.duration(labels["gap_ms"]))} starts a new anomaly</span></h2>')
-        p.append('<div class="panel"><table><thead><tr><th>anomaly</th><th>kind</th><th>from</th><th>to</th>'
-                 '<th class="n">events</th><th>detected by</th></tr></thead><tbody>')
+        p.append(
+            f'<h2>Labelled anomalies <span class="sub">{labels["events"]} labelled events; '
+            f"a gap over {_e(fmt.duration(labels['gap_ms']))} starts a new anomaly</span></h2>"
+        )
+        p.append(
+            '<div class="panel"><table><thead><tr><th>anomaly</th><th>kind</th><th>from</th><th>to</th>'
+            '<th class="n">events</th><th>detected by</th></tr></thead><tbody>'
+        )
         for a in labels["anomalies"]:
-            det = "".join(f'<a class="chip tp" href="#{_anchor(r)}">{_e(r)}</a>' for r in a["detected_by"]) or '<span class="chip miss">missed</span>'
-            p.append(f'<tr><td class="mono">{_e(a["id"])}</td><td>{_e(a["kind"])}</td><td class="mono">{_e(_ts_text(a["start"]))}</td>'
-                     f'<td class="mono">{_e(_ts_text(a["end"]))}</td><td class="n">{a["events"]}</td><td>{det}</td></tr>')
+            det = (
+                "".join(f'<a class="chip tp" href="#{_anchor(r)}">{_e(r)}</a>' for r in a["detected_by"])
+                or '<span class="chip miss">missed</span>'
+            )
+            p.append(
+                f'<tr><td class="mono">{_e(a["id"])}</td><td>{_e(a["kind"])}</td><td class="mono">{_e(_ts_text(a["start"]))}</td>'
+                f'<td class="mono">{_e(_ts_text(a["end"]))}</td><td class="n">{a["events"]}</td><td>{det}</td></tr>'
+            )
         p.append("</tbody></table></div>")
 
     # timelines
     p.append('<h2>Timelines</h2><div class="legend">')
     if diff:
-        p.append('<span><i style="background:var(--blue)"></i>in both</span><span><i style="background:var(--green)"></i>only with the new rules</span>'
-                 '<span><i style="background:var(--red-l);outline:1.5px dashed var(--red);outline-offset:-1.5px"></i>only with the baseline</span>')
+        p.append(
+            '<span><i style="background:var(--blue)"></i>in both</span><span><i style="background:var(--green)"></i>only with the new rules</span>'
+            '<span><i style="background:var(--red-l);outline:1.5px dashed var(--red);outline-offset:-1.5px"></i>only with the baseline</span>'
+        )
     else:
         p.append('<span><i style="background:var(--blue)"></i>firing episode</span>')
     p.append('<span><i class="tri"></i>still firing at the end</span>')
     if labels:
-        p.append('<span><i style="background:rgba(245,165,36,.3);border-left:2px solid var(--amber)"></i>labelled anomaly of the rule\'s kind</span>'
-                 '<span><i class="dot" style="background:#12a150"></i>true / <i class="dot" style="background:#d92d20;margin-left:4px"></i>false positive</span>')
+        p.append(
+            '<span><i style="background:rgba(245,165,36,.3);border-left:2px solid var(--amber)"></i>labelled anomaly of the rule\'s kind</span>'
+            '<span><i class="dot" style="background:#12a150"></i>true / <i class="dot" style="background:#d92d20;margin-left:4px"></i>false positive</span>'
+        )
     p.append("<span>hover a bar for details</span></div>")
     for rid in rids:
         s = cur["rules"].get(rid) or (base["rules"][rid] if base else None)
@@ -394,10 +509,18 @@ def render(bt: Backtest) -> str:
             eps += [e for e in bt.baseline.rules[rid].episodes if status.get(e.key) == "old"]
         rule = (rr or bt.baseline.rules[rid]).rule  # type: ignore[union-attr]
         in_cur = rid in cur["rules"]
-        stats = (f'<b>{s["fired"]}</b> fired · <b>{s["groups"]}</b> groups · <b>{_e(fmt.duration(s["firing_ms"]))}</b> firing'
-                 + (f' · <b>{s["breaker_opens"]}</b> breaker opens' if s["breaker"] else "")) if in_cur else "removed in the new rules"
-        p.append(f'<div class="rule" id="{_anchor(rid)}"><div class="top"><div><h3>{_e(rid)}</h3></div>'
-                 f'<div class="stats">{stats}</div></div>')
+        stats = (
+            (
+                f"<b>{s['fired']}</b> fired · <b>{s['groups']}</b> groups · <b>{_e(fmt.duration(s['firing_ms']))}</b> firing"
+                + (f" · <b>{s['breaker_opens']}</b> breaker opens" if s["breaker"] else "")
+            )
+            if in_cur
+            else "removed in the new rules"
+        )
+        p.append(
+            f'<div class="rule" id="{_anchor(rid)}"><div class="top"><div><h3>{_e(rid)}</h3></div>'
+            f'<div class="stats">{stats}</div></div>'
+        )
         desc = rule.description or ""
         p.append(f'<div class="desc">{_chips(s)} {_e(desc)}</div>')
         if eps:
@@ -405,8 +528,10 @@ def render(bt: Backtest) -> str:
         else:
             p.append('<div class="empty">No alerts over the input.</div>')
         p.append("</div>")
-    p.append('<footer>anomalyd backtest · report version '
-             f'{d["report_version"]} · times are event time (UTC)</footer></main></body></html>\n')
+    p.append(
+        "<footer>anomalyd backtest · report version "
+        f"{d['report_version']} · times are event time (UTC)</footer></main></body></html>\n"
+    )
     return "".join(p)
 
 

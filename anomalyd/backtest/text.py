@@ -57,7 +57,9 @@ def _render(bt: Backtest, con: Console) -> None:
     con.print()
 
     labelled = d["labels"] is not None
-    t = Table(box=box.SIMPLE_HEAD, show_edge=False, show_footer=True, header_style="bold", footer_style="bold", pad_edge=False)
+    t = Table(
+        box=box.SIMPLE_HEAD, show_edge=False, show_footer=True, header_style="bold", footer_style="bold", pad_edge=False
+    )
     t.add_column("rule", footer="total", no_wrap=True)
     tot = cur["totals"]
     t.add_column("fired", justify="right", footer=str(tot["fired"]))
@@ -92,31 +94,56 @@ def _render(bt: Backtest, con: Console) -> None:
             if labelled:
                 row += ["–", "–"]
         else:
-            noisy = Text("\n").join(Text.assemble(_values(g["group"]), (f" ×{g['firings']}", "dim")) for g in s["noisiest"]) \
-                if s["noisiest"] else Text("–", style="dim")
+            noisy = (
+                Text("\n").join(Text.assemble(_values(g["group"]), (f" ×{g['firings']}", "dim")) for g in s["noisiest"])
+                if s["noisiest"]
+                else Text("–", style="dim")
+            )
             zero = "dim" if s["fired"] == 0 else ""
-            row = [name, Text(str(s["fired"]), style=zero or "bold"), str(s["resolved"]) if s["open_at_end"] == 0
-                   else Text(f"{s['resolved']} +{s['open_at_end']} open", style="yellow"),
-                   str(s["groups"]), fmt.rate(s["alerts_per_hour"]), fmt.duration(s["firing_ms"]),
-                   str(s["breaker_opens"]) if s["breaker"] else Text("–", style="dim"), noisy]
+            row = [
+                name,
+                Text(str(s["fired"]), style=zero or "bold"),
+                str(s["resolved"])
+                if s["open_at_end"] == 0
+                else Text(f"{s['resolved']} +{s['open_at_end']} open", style="yellow"),
+                str(s["groups"]),
+                fmt.rate(s["alerts_per_hour"]),
+                fmt.duration(s["firing_ms"]),
+                str(s["breaker_opens"]) if s["breaker"] else Text("–", style="dim"),
+                noisy,
+            ]
             if labelled:
                 sc = s["score"]
                 if sc is None:
                     row += [Text("–", style="dim"), Text("–", style="dim")]
                 else:
-                    row += [_pct_text(sc["precision"], f" {sc['true_positives']}/{sc['true_positives'] + sc['false_positives']}"),
-                            _pct_text(sc["recall"], f" {sc['detected']}/{sc['anomalies']}")]
+                    row += [
+                        _pct_text(
+                            sc["precision"], f" {sc['true_positives']}/{sc['true_positives'] + sc['false_positives']}"
+                        ),
+                        _pct_text(sc["recall"], f" {sc['detected']}/{sc['anomalies']}"),
+                    ]
         if diff:
             dr = diff["rules"][rid]
-            row += [str(dr["only_new"]) if dr["only_new"] else Text("0", style="dim"),
-                    str(dr["only_old"]) if dr["only_old"] else Text("0", style="dim"), str(dr["both"])]
+            row += [
+                str(dr["only_new"]) if dr["only_new"] else Text("0", style="dim"),
+                str(dr["only_old"]) if dr["only_old"] else Text("0", style="dim"),
+                str(dr["both"]),
+            ]
         t.add_row(*row)
     con.print(t)
 
     if diff and (diff["totals"]["only_new"] or diff["totals"]["only_old"]):
         con.print()
-        dtab = Table(title="episodes that differ from the baseline", title_justify="left", title_style="bold",
-                     box=box.SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+        dtab = Table(
+            title="episodes that differ from the baseline",
+            title_justify="left",
+            title_style="bold",
+            box=box.SIMPLE_HEAD,
+            show_edge=False,
+            pad_edge=False,
+            header_style="bold",
+        )
         dtab.add_column("")
         dtab.add_column("rule", no_wrap=True)
         dtab.add_column("group")
@@ -129,8 +156,14 @@ def _render(bt: Backtest, con: Console) -> None:
         rows.sort(key=lambda r: (r[2]["started_at"], r[1], r[0]))
         for sign, rid, e in rows[:MAX_DIFF_ROWS]:
             style = "green" if sign == "+" else "red"
-            dtab.add_row(Text(sign, style=style), Text(rid, style=style), group_text(e["group"]),
-                         e["started_at"], e["resolved_at"] or Text("open at end", style="yellow"), e["message"])
+            dtab.add_row(
+                Text(sign, style=style),
+                Text(rid, style=style),
+                group_text(e["group"]),
+                e["started_at"],
+                e["resolved_at"] or Text("open at end", style="yellow"),
+                e["message"],
+            )
         con.print(dtab)
         if len(rows) > MAX_DIFF_ROWS:
             con.print(Text(f"  … {len(rows) - MAX_DIFF_ROWS} more (see --json or --html)", style="dim"))
@@ -139,13 +172,16 @@ def _render(bt: Backtest, con: Console) -> None:
         lab = d["labels"]
         missed = [a for a in lab["anomalies"] if not a["detected_by"]]
         con.print()
-        line = Text(f"labels: {len(lab['anomalies'])} anomalies ({lab['events']} labelled events) of "
-                    f"{len(lab['kinds'])} kinds", style="dim")
+        line = Text(
+            f"labels: {len(lab['anomalies'])} anomalies ({lab['events']} labelled events) of {len(lab['kinds'])} kinds",
+            style="dim",
+        )
         con.print(line)
         for a in missed:
             con.print(Text(f"  missed {a['id']} ({a['start']} → {a['end']}, {a['events']} events)", style="yellow"))
-        unscored = sorted(k for k in lab["kinds"] if not any(
-            s["score"] and s["score"]["kind"] == k for s in cur["rules"].values()))
+        unscored = sorted(
+            k for k in lab["kinds"] if not any(s["score"] and s["score"]["kind"] == k for s in cur["rules"].values())
+        )
         if unscored:
             con.print(Text(f"  no rule maps to: {', '.join(unscored)}", style="yellow"))
 

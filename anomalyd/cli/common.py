@@ -28,6 +28,7 @@ def _number(kind, low, strict: bool, what: str):
         if v != v or v in (float("inf"), float("-inf")) or (v <= low if strict else v < low):
             raise argparse.ArgumentTypeError(f"expected {what}, got {text}")
         return v
+
     check.__name__ = what  # argparse names the type in some messages
     return check
 
@@ -62,19 +63,43 @@ def path_exists(cmd: str, path: str, what: str, flag: str | None = None) -> bool
 
 
 def engine_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--allowed-lateness", type=duration, default=60_000, metavar="DUR",
-                   help="events up to this much out of order still count (default 1m)")
-    p.add_argument("--idle-timeout", type=duration, default=3_600_000, metavar="DUR",
-                   help="drop state of groups idle this long (default 1h; never less than a rule's windows)")
-    p.add_argument("--max-groups", type=positive_int, default=500_000, metavar="N",
-                   help="per-rule cap on tracked groups and on firing alerts, at least 1 (default 500000)")
-    p.add_argument("--max-future-skew", type=duration, default=86_400_000, metavar="DUR",
-                   help="refuse events this far ahead of the wall clock (default 1d)")
+    p.add_argument(
+        "--allowed-lateness",
+        type=duration,
+        default=60_000,
+        metavar="DUR",
+        help="events up to this much out of order still count (default 1m)",
+    )
+    p.add_argument(
+        "--idle-timeout",
+        type=duration,
+        default=3_600_000,
+        metavar="DUR",
+        help="drop state of groups idle this long (default 1h; never less than a rule's windows)",
+    )
+    p.add_argument(
+        "--max-groups",
+        type=positive_int,
+        default=500_000,
+        metavar="N",
+        help="per-rule cap on tracked groups and on firing alerts, at least 1 (default 500000)",
+    )
+    p.add_argument(
+        "--max-future-skew",
+        type=duration,
+        default=86_400_000,
+        metavar="DUR",
+        help="refuse events this far ahead of the wall clock (default 1d)",
+    )
 
 
 def engine_config(a: argparse.Namespace) -> EngineConfig:
-    return EngineConfig(allowed_lateness_ms=a.allowed_lateness, idle_timeout_ms=a.idle_timeout,
-                        max_groups_per_rule=a.max_groups, max_future_skew_ms=a.max_future_skew)
+    return EngineConfig(
+        allowed_lateness_ms=a.allowed_lateness,
+        idle_timeout_ms=a.idle_timeout,
+        max_groups_per_rule=a.max_groups,
+        max_future_skew_ms=a.max_future_skew,
+    )
 
 
 def load_settings(cmd: str, **overrides):
@@ -98,7 +123,9 @@ def load_settings(cmd: str, **overrides):
             name = "_".join(map(str, e["loc"])).upper()
             var = f"ANOMALYD_{name}"
             # A bad value under a deprecated name is named as it was given.
-            var = next((old for old, new in DEPRECATED.items() if new == var and old in given and var not in given), var)
+            var = next(
+                (old for old, new in DEPRECATED.items() if new == var and old in given and var not in given), var
+            )
             where = f"{var}: " if name else ""  # cross-field checks name their variables
             if name and var in in_file and not any(k.upper() == var for k in os.environ):
                 where = f".env:{in_file[var][0]}:{in_file[var][1]}: {where}"

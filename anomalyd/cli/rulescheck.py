@@ -57,7 +57,15 @@ def list_rules(directory: str) -> int:
         r = lr.rule
         state = ("shadow" if r.mode == "shadow" else "live") if r.enabled else "disabled"
         kind = r.type + (f" {r.fn}" if getattr(r, "fn", "count") != "count" else "")  # type: ignore[attr-defined]
-        t.add_row(r.id, kind, r.source, r.severity, r.owner or "-", state,
-                  r.for_ if r.for_ != "0s" else "-", r.breaker.action if r.breaker else "-")
+        t.add_row(
+            r.id,
+            kind,
+            r.source,
+            r.severity,
+            r.owner or "-",
+            state,
+            r.for_ if r.for_ != "0s" else "-",
+            r.breaker.action if r.breaker else "-",
+        )
     Console(width=140).print(t)
     return 0

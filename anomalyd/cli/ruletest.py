@@ -40,9 +40,22 @@ from ..engine.timeutil import format_ts, parse_duration, parse_ts
 from ..engine.types import EngineConfig
 
 TOP_KEYS = ["rule_files", "start", "allowed_lateness", "tests"]
-TEST_KEYS = ["name", "rules", "start", "allowed_lateness", "input", "expect_alerts", "expect_commands", "expect_dead_letters"]
+TEST_KEYS = [
+    "name",
+    "rules",
+    "start",
+    "allowed_lateness",
+    "input",
+    "expect_alerts",
+    "expect_commands",
+    "expect_dead_letters",
+]
 INPUT_KEYS = ["topic", "raw", "repeat", "every"]  # besides the topic's event fields
-EXPECT_MODELS: dict[str, type[BaseModel]] = {"expect_alerts": Alert, "expect_commands": BreakerCommand, "expect_dead_letters": DeadLetter}
+EXPECT_MODELS: dict[str, type[BaseModel]] = {
+    "expect_alerts": Alert,
+    "expect_commands": BreakerCommand,
+    "expect_dead_letters": DeadLetter,
+}
 TIME_KEYS = ("ts", "started_at", "expires_at")
 
 
@@ -123,7 +136,10 @@ def check_test_file(doc: Any, pos: dict, display: str, top: tuple[int, int]) -> 
             parse_ts(value)
             return True
         except (ValueError, TypeError):
-            err(path, f"start: expected an RFC 3339 time with an offset (2026-06-18T00:00:00+08:00) or epoch ms, got {value!r}")
+            err(
+                path,
+                f"start: expected an RFC 3339 time with an offset (2026-06-18T00:00:00+08:00) or epoch ms, got {value!r}",
+            )
             return False
 
     if doc is None:
@@ -132,16 +148,27 @@ def check_test_file(doc: Any, pos: dict, display: str, top: tuple[int, int]) -> 
         return [RuleError(display, *top, "expected a mapping with a `tests:` list")]
     if "rules" in doc and "tests" not in doc:
         line, col = pos[("rules",)][0]
-        return [RuleError(display, line, col, "this is a rules file (top-level `rules:`), not a rule test "
-                                                        "file (top-level `tests:`, e.g. rules/tests/*.test.yaml)")]
+        return [
+            RuleError(
+                display,
+                line,
+                col,
+                "this is a rules file (top-level `rules:`), not a rule test "
+                "file (top-level `tests:`, e.g. rules/tests/*.test.yaml)",
+            )
+        ]
     keys((), doc, TOP_KEYS, "a test file")
-    if "rule_files" in doc and not (isinstance(doc["rule_files"], list) and all(isinstance(f, str) for f in doc["rule_files"])):
+    if "rule_files" in doc and not (
+        isinstance(doc["rule_files"], list) and all(isinstance(f, str) for f in doc["rule_files"])
+    ):
         err(("rule_files",), "rule_files: expected a list of directories or files, e.g. [..]")
     else:
         for i, f in enumerate(doc.get("rule_files", [])):
             if not (Path(display).parent / f).exists():
-                err(("rule_files", i), f"rule_files: no such directory or file {f!r} (relative to this file: "
-                                       f"{Path(display).parent / f})")
+                err(
+                    ("rule_files", i),
+                    f"rule_files: no such directory or file {f!r} (relative to this file: {Path(display).parent / f})",
+                )
     file_start = "start" in doc  # a bad start is reported once, not at every relative time
     if file_start:
         start_ok(("start",), doc["start"])
@@ -192,7 +219,12 @@ def check_test_file(doc: Any, pos: dict, display: str, top: tuple[int, int]) -> 
                     if k not in ("topic", "raw"):
                         err(ip + (k,), f"an input with `raw` takes only `topic`; {k!r} is not sent", key=True)
                 continue
-            keys(ip, item, INPUT_KEYS + [f for f in EVENT_MODELS[topic].model_fields], f"{'an' if topic[0] in 'aeiou' else 'a'} {topic} input")
+            keys(
+                ip,
+                item,
+                INPUT_KEYS + [f for f in EVENT_MODELS[topic].model_fields],
+                f"{'an' if topic[0] in 'aeiou' else 'a'} {topic} input",
+            )
             if "repeat" in item and not (type(item["repeat"]) is int and item["repeat"] >= 1):
                 err(ip + ("repeat",), f"repeat: expected a whole number >= 1, got {item['repeat']!r}")
             if "every" in item:
@@ -208,7 +240,11 @@ def check_test_file(doc: Any, pos: dict, display: str, top: tuple[int, int]) -> 
                     err(tp + (key,), f"{key}: expected a count >= 0 or a list, got {exp}")
                 continue
             if not isinstance(exp, list):
-                err(tp + (key,), f"{key}: expected a list of partial records" + (" or a count" if key == "expect_dead_letters" else ""))
+                err(
+                    tp + (key,),
+                    f"{key}: expected a list of partial records"
+                    + (" or a count" if key == "expect_dead_letters" else ""),
+                )
                 continue
             fields = list(model.model_fields)
             for j, w in enumerate(exp):
@@ -302,7 +338,9 @@ def _compare(kind: str, want: list, got: list, start: int | None) -> list[str]:
             problems.append(f"    ! #{i + 1} {json.dumps(_brief(g), sort_keys=True)}")
             for k in sorted(w):
                 if k not in g or not _matches(w[k], g[k]):
-                    problems.append(f"        {k}: expected {json.dumps(w[k])}, got {json.dumps(g.get(k, '<missing>'))}")
+                    problems.append(
+                        f"        {k}: expected {json.dumps(w[k])}, got {json.dumps(g.get(k, '<missing>'))}"
+                    )
             continue
         if w is not None:
             problems.append(f"    - #{i + 1} expected {json.dumps(w, sort_keys=True)} (missing)")
@@ -312,7 +350,19 @@ def _compare(kind: str, want: list, got: list, start: int | None) -> list[str]:
 
 
 def _brief(rec: dict) -> dict:
-    keys = ("rule_id", "status", "group", "value", "ts", "action", "breaker", "scope", "reason_code", "reason", "source_topic")
+    keys = (
+        "rule_id",
+        "status",
+        "group",
+        "value",
+        "ts",
+        "action",
+        "breaker",
+        "scope",
+        "reason_code",
+        "reason",
+        "source_topic",
+    )
     return {k: rec[k] for k in keys if k in rec}
 
 
@@ -353,10 +403,18 @@ def run_file(path: Path, verbose: bool = False, snippets: bool = True) -> tuple[
         doc, pos, top = composed
         errors += check_test_file(doc, pos, str(path), top)
     if errors:
-        n_tests = len(doc["tests"]) if composed is not None and isinstance(doc, dict) and isinstance(doc.get("tests"), list) else 0
+        n_tests = (
+            len(doc["tests"])
+            if composed is not None and isinstance(doc, dict) and isinstance(doc.get("tests"), list)
+            else 0
+        )
         n = len(errors)
-        return 0, max(1, n_tests), _file_error_lines(errors, snippets) + [
-            f"FAIL {path}: {n} error{'s' if n != 1 else ''} in the test file; its tests were not run"]
+        return (
+            0,
+            max(1, n_tests),
+            _file_error_lines(errors, snippets)
+            + [f"FAIL {path}: {n} error{'s' if n != 1 else ''} in the test file; its tests were not run"],
+        )
     doc = _plain(doc)
     rule_paths = [(path.parent / p).resolve() for p in doc.get("rule_files", [".."])]
     try:
@@ -382,8 +440,17 @@ def run_file(path: Path, verbose: bool = False, snippets: bool = True) -> tuple[
     return passed, failed, report
 
 
-def _run_test(t: dict, doc: dict, ruleset: RuleSet, path: Path, name: str, verbose: bool,
-              where_of=None, pos: dict | None = None, index: int = 0) -> tuple[bool, list[str]]:
+def _run_test(
+    t: dict,
+    doc: dict,
+    ruleset: RuleSet,
+    path: Path,
+    name: str,
+    verbose: bool,
+    where_of=None,
+    pos: dict | None = None,
+    index: int = 0,
+) -> tuple[bool, list[str]]:
     report: list[str] = []
     start_raw = t.get("start", doc.get("start"))
     start = parse_ts(start_raw) if start_raw is not None else None

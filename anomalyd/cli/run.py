@@ -20,8 +20,12 @@ log = logging.getLogger("anomalyd")
 
 
 def engine_config(s: Settings) -> EngineConfig:
-    return EngineConfig(allowed_lateness_ms=s.ms("allowed_lateness"), idle_timeout_ms=s.ms("idle_timeout"),
-                        max_groups_per_rule=s.max_groups, max_future_skew_ms=s.ms("max_future_skew"))
+    return EngineConfig(
+        allowed_lateness_ms=s.ms("allowed_lateness"),
+        idle_timeout_ms=s.ms("idle_timeout"),
+        max_groups_per_rule=s.max_groups,
+        max_future_skew_ms=s.ms("max_future_skew"),
+    )
 
 
 async def serve(s: Settings) -> int:
@@ -56,8 +60,11 @@ async def serve(s: Settings) -> int:
         if old.exists():
             aside = old.with_suffix(".stale")
             os.replace(old, aside)
-            print(f"anomalyd: the embedded broker starts empty; the state saved against an earlier one is "
-                  f"set aside as {aside}", flush=True)
+            print(
+                f"anomalyd: the embedded broker starts empty; the state saved against an earlier one is "
+                f"set aside as {aside}",
+                flush=True,
+            )
     try:
         from ..kafkatools.connect import KafkaSetupError, check_kafka
 
@@ -72,7 +79,8 @@ async def serve(s: Settings) -> int:
 
             names = {n: s.partitions for n in list(s.input_topics()) + list(s.output_topics().values())}
             created = await asyncio.get_running_loop().run_in_executor(
-                None, lambda: ensure_topics(bootstrap, names, security=s.kafka_security()))
+                None, lambda: ensure_topics(bootstrap, names, security=s.kafka_security())
+            )
             if created:
                 log.info("created topics %s", created)
 
@@ -86,32 +94,50 @@ async def serve(s: Settings) -> int:
         from ..engine import tune_gc
 
         tune_gc()
-        common: dict[str, Any] = dict(input_topics=s.input_topics(), output_topics=s.output_topics(), group_id=s.group_id,
-                      bootstrap=bootstrap, checkpoint_interval_s=s.ms("checkpoint_interval") / 1000,
-                      session_timeout_ms=s.session_timeout_ms, security=s.kafka_security(),
-                      client_id=s.client_id, hooks=hooks, log_alerts=s.log_alerts,
-                      partition_idle_s=s.ms("partition_idle_timeout") / 1000,
-                      partition_live_delay_ms=s.ms("partition_live_delay"), alert_sink=forwarder,
-                      create_topics=s.create_topics)
+        common: dict[str, Any] = dict(
+            input_topics=s.input_topics(),
+            output_topics=s.output_topics(),
+            group_id=s.group_id,
+            bootstrap=bootstrap,
+            checkpoint_interval_s=s.ms("checkpoint_interval") / 1000,
+            session_timeout_ms=s.session_timeout_ms,
+            security=s.kafka_security(),
+            client_id=s.client_id,
+            hooks=hooks,
+            log_alerts=s.log_alerts,
+            partition_idle_s=s.ms("partition_idle_timeout") / 1000,
+            partition_live_delay_ms=s.ms("partition_live_delay"),
+            alert_sink=forwarder,
+            create_topics=s.create_topics,
+        )
         if s.shards:
             from ..io.checkpoint_store import CheckpointStore
             from ..io.sharded import scaleout_worker
 
-            worker = scaleout_worker(make_engine=lambda: Engine(ruleset, engine_config(s)),
-                                     repartition_topic=s.topic_repartition, shard_count=s.shards,
-                                     checkpoints=CheckpointStore(bootstrap, s.topic_checkpoint_store,
-                                                                 s.kafka_security(), s.client_id),
-                                     **common)
-            print(f"anomalyd: scale-out mode, {s.shards} shards (repartition topic {s.topic_repartition}, "
-                  f"checkpoint store {s.topic_checkpoint_store})", flush=True)
+            worker = scaleout_worker(
+                make_engine=lambda: Engine(ruleset, engine_config(s)),
+                repartition_topic=s.topic_repartition,
+                shard_count=s.shards,
+                checkpoints=CheckpointStore(bootstrap, s.topic_checkpoint_store, s.kafka_security(), s.client_id),
+                **common,
+            )
+            print(
+                f"anomalyd: scale-out mode, {s.shards} shards (repartition topic {s.topic_repartition}, "
+                f"checkpoint store {s.topic_checkpoint_store})",
+                flush=True,
+            )
         else:
             from ..io.direct import direct_worker
 
-            worker = direct_worker(engine=Engine(ruleset, engine_config(s)),
-                                   snapshots=SnapshotFile(s.state_dir, s.group_id), **common)
+            worker = direct_worker(
+                engine=Engine(ruleset, engine_config(s)), snapshots=SnapshotFile(s.state_dir, s.group_id), **common
+            )
 
-        print(f"anomalyd: {len(ruleset.enabled())} rules from {s.rules_dir} (version {ruleset.version}); "
-              f"metrics on http://{s.metrics_host}:{s.metrics_port}/metrics", flush=True)
+        print(
+            f"anomalyd: {len(ruleset.enabled())} rules from {s.rules_dir} (version {ruleset.version}); "
+            f"metrics on http://{s.metrics_host}:{s.metrics_port}/metrics",
+            flush=True,
+        )
 
         def good(rs):
             hooks.reload(True)

@@ -27,8 +27,14 @@ class CheckpointStore:
 
     producer: AIOKafkaProducer  # the runtime's, attached before the first write
 
-    def __init__(self, bootstrap: str, topic: str, security: dict | None = None, client_id: str = "anomalyd",
-                 read_timeout_s: float = 60.0):
+    def __init__(
+        self,
+        bootstrap: str,
+        topic: str,
+        security: dict | None = None,
+        client_id: str = "anomalyd",
+        read_timeout_s: float = 60.0,
+    ):
         self.bootstrap = bootstrap
         self.topic = topic
         self.security = security or {}
@@ -45,14 +51,23 @@ class CheckpointStore:
         n = max(1, -(-len(data) // CHUNK))
         slot = self.slot[index] = 1 - self.slot.get(index, 1)
         for i in range(n):
-            await self.producer.send(self.topic, value=data[i * CHUNK:(i + 1) * CHUNK], partition=index,
-                                     key=f"shard-{index}/{slot}/{i}".encode(),
-                                     headers=[("snap", f"{sid}:{i}:{n}".encode())])
+            await self.producer.send(
+                self.topic,
+                value=data[i * CHUNK : (i + 1) * CHUNK],
+                partition=index,
+                key=f"shard-{index}/{slot}/{i}".encode(),
+                headers=[("snap", f"{sid}:{i}:{n}".encode())],
+            )
 
     async def read(self, index: int) -> bytes | None:
         """The newest complete snapshot of shard `index`, or None."""
-        consumer = AIOKafkaConsumer(bootstrap_servers=self.bootstrap, client_id=f"{self.client_id}-state",
-                                    enable_auto_commit=False, group_id=None, **self.security)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.bootstrap,
+            client_id=f"{self.client_id}-state",
+            enable_auto_commit=False,
+            group_id=None,
+            **self.security,
+        )
         await consumer.start()
         tp = TopicPartition(self.topic, index)
         prefix = f"shard-{index}/".encode()

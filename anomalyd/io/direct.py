@@ -39,9 +39,17 @@ def _event_time(ts: float) -> str:
 class Direct(ReadsInput):
     name = "direct"
 
-    def __init__(self, engine: Engine, snapshots: SnapshotFile, input_topics: dict[str, str], *,
-                 partition_idle_s: float = 0.5, partition_live_delay_ms: int = 50, max_buffer: int = 20_000,
-                 clock: Callable[[], float] = time.monotonic):
+    def __init__(
+        self,
+        engine: Engine,
+        snapshots: SnapshotFile,
+        input_topics: dict[str, str],
+        *,
+        partition_idle_s: float = 0.5,
+        partition_live_delay_ms: int = 50,
+        max_buffer: int = 20_000,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         super().__init__(engine, input_topics)
         self.snapshots = snapshots
         self.max_buffer = max_buffer
@@ -70,13 +78,20 @@ class Direct(ReadsInput):
             return
         self.positions = {(t, p): o for t, p, o in extra["positions"]}
         refill(self.buffer, self.engine, extra["buffer"])
-        log.info("restored snapshot: %d rules with state, %d fresh, %d buffered, positions %s",
-                 len(report["restored"]), len(report["fresh"]), len(self.buffer), sorted(self.positions.items()))
+        log.info(
+            "restored snapshot: %d rules with state, %d fresh, %d buffered, positions %s",
+            len(report["restored"]),
+            len(report["fresh"]),
+            len(self.buffer),
+            sorted(self.positions.items()),
+        )
 
     async def save(self, why: str, only: set[TopicPartition] | None) -> Saved:
         buffered = self.buffer.items()  # sorted once
-        extra = {"positions": [(t, p, o) for (t, p), o in self.positions.items()],
-                 "buffer": [r.encode() for r in buffered]}
+        extra = {
+            "positions": [(t, p, o) for (t, p), o in self.positions.items()],
+            "buffer": [r.encode() for r in buffered],
+        }
         data = snapshot.dump(self.engine, extra)
         await asyncio.get_running_loop().run_in_executor(None, self.snapshots.write, data)
         # Offsets committed to Kafka are for lag monitoring and for a lost
@@ -160,10 +175,18 @@ class Direct(ReadsInput):
         holders = [p for p, m in buf.part_max.items() if m == w]
         paused = {(tp.topic, tp.partition) for tp in self.stage.consumer.paused()}
         since = [None if (t := buf.caught_up.get(p)) is None else _secs(now - t) + " ago" for p in holders]
-        log.warning("events held for %s: %d buffered, event time %s held by %s (caught up: %s, lag %s, "
-                    "paused in the consumer %s); %d partitions paused by flow control",
-                    _secs(now - self.held_since), len(buf), _event_time(w), holders, since,
-                    [self.rt.lag.get(p) for p in holders], [p in paused for p in holders], len(self.paused))
+        log.warning(
+            "events held for %s: %d buffered, event time %s held by %s (caught up: %s, lag %s, "
+            "paused in the consumer %s); %d partitions paused by flow control",
+            _secs(now - self.held_since),
+            len(buf),
+            _event_time(w),
+            holders,
+            since,
+            [self.rt.lag.get(p) for p in holders],
+            [p in paused for p in holders],
+            len(self.paused),
+        )
 
     def _fetch_watch(self) -> None:
         """Every partition we have not paused must be fetched. If the client
@@ -190,8 +213,13 @@ class Direct(ReadsInput):
             pos = self.positions.get((tp.topic, tp.partition))
             if tp in self.paused or t is None or fresh - t < self.fetch_stall_s * 1000 or pos is None:
                 continue
-            log.warning("partition %s:%d not fetched for %s while others are: resuming it at offset %d",
-                        tp.topic, tp.partition, _secs((fresh - t) / 1000), pos)
+            log.warning(
+                "partition %s:%d not fetched for %s while others are: resuming it at offset %d",
+                tp.topic,
+                tp.partition,
+                _secs((fresh - t) / 1000),
+                pos,
+            )
             consumer.resume(tp)
             consumer.seek(tp, pos)
 
@@ -223,17 +251,36 @@ class Direct(ReadsInput):
     # -- rules and figures ----------------------------------------------------------
     def apply_rules(self, rs: RuleSet) -> None:
         report = self.engine.replace_rules(rs)
-        log.info("rules reloaded (version %s): kept %s, added %s, changed %s, removed %s",
-                 rs.version, report["kept"], report["added"], report["changed"], report["removed"])
+        log.info(
+            "rules reloaded (version %s): kept %s, added %s, changed %s, removed %s",
+            rs.version,
+            report["kept"],
+            report["added"],
+            report["changed"],
+            report["removed"],
+        )
 
     def evaluating_engines(self) -> list[Engine]:
         return [self.engine]
 
 
-def direct_worker(*, engine: Engine, snapshots: SnapshotFile, input_topics: dict[str, str],
-                  partition_idle_s: float = 0.5, partition_live_delay_ms: int = 50, max_buffer: int = 20_000,
-                  **common: Any) -> Runtime:
+def direct_worker(
+    *,
+    engine: Engine,
+    snapshots: SnapshotFile,
+    input_topics: dict[str, str],
+    partition_idle_s: float = 0.5,
+    partition_live_delay_ms: int = 50,
+    max_buffer: int = 20_000,
+    **common: Any,
+) -> Runtime:
     """The runtime in direct mode (what `anomalyd run` starts without ANOMALYD_SHARDS)."""
-    strategy = Direct(engine, snapshots, input_topics, partition_idle_s=partition_idle_s,
-                      partition_live_delay_ms=partition_live_delay_ms, max_buffer=max_buffer)
+    strategy = Direct(
+        engine,
+        snapshots,
+        input_topics,
+        partition_idle_s=partition_idle_s,
+        partition_live_delay_ms=partition_live_delay_ms,
+        max_buffer=max_buffer,
+    )
     return Runtime(input_topics=input_topics, strategies=[strategy], **common)

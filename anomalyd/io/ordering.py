@@ -26,8 +26,13 @@ LIVE_HORIZON_MS = 10_000  # a partition whose last ts is this close to the wall 
 
 
 class ReorderBuffer:
-    def __init__(self, idle_s: float = 0.5, clock: Callable[[], float] = time.monotonic,
-                 live_delay_ms: int = 0, wall: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        idle_s: float = 0.5,
+        clock: Callable[[], float] = time.monotonic,
+        live_delay_ms: int = 0,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
         self.heap: list[tuple[int, int, Any]] = []
         self.seq = 0
         self.part_max: dict[Part, int] = {}

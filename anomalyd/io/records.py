@@ -128,8 +128,9 @@ def decode_event(source: str, data: bytes) -> Event:
     return ev
 
 
-def rebuild(engine: Any, source: str, origin: Origin, raw: bytes, validated: bool,
-            key: str | None = None) -> BufferedRecord | None:
+def rebuild(
+    engine: Any, source: str, origin: Origin, raw: bytes, validated: bool, key: str | None = None
+) -> BufferedRecord | None:
     """A buffered record from what was read or saved: an event the router
     validated is rebuilt as it is; anything else (an input record restored
     from a direct-mode snapshot, a record of the previous release) is

@@ -68,14 +68,18 @@ class OutputNotDelivered(RuntimeError):
 # -- figures -------------------------------------------------------------------------
 def figures(eng: Engine) -> dict:
     """An engine's cumulative counts, as plain nested dicts."""
-    return {"consumed": dict(eng.consumed), "invalid": dict(eng.invalid), "late": eng.late,
-            "out_of_order": eng.disorder,
-            "alerts": {rid: dict(r.life.counts) for rid, r in eng.runners.items()},
-            "commands": {rid: dict(r.life.commands) for rid, r in eng.runners.items()},
-            "evicted": {rid: r.store.evicted for rid, r in eng.runners.items()},
-            "alerts_evicted": {rid: r.life.evicted for rid, r in eng.runners.items()},
-            "expr_errors": {rid: r.expr_errors() for rid, r in eng.runners.items()},
-            "distinct_capped": {rid: r.capped() for rid, r in eng.runners.items() if hasattr(r, "capped")}}
+    return {
+        "consumed": dict(eng.consumed),
+        "invalid": dict(eng.invalid),
+        "late": eng.late,
+        "out_of_order": eng.disorder,
+        "alerts": {rid: dict(r.life.counts) for rid, r in eng.runners.items()},
+        "commands": {rid: dict(r.life.commands) for rid, r in eng.runners.items()},
+        "evicted": {rid: r.store.evicted for rid, r in eng.runners.items()},
+        "alerts_evicted": {rid: r.life.evicted for rid, r in eng.runners.items()},
+        "expr_errors": {rid: r.expr_errors() for rid, r in eng.runners.items()},
+        "distinct_capped": {rid: r.capped() for rid, r in eng.runners.items() if hasattr(r, "capped")},
+    }
 
 
 def _combine(a: Any, b: Any, sign: int) -> Any:
@@ -105,11 +109,14 @@ def gauges(evaluating: list[Engine], reading: list[Engine], buffered: int) -> di
             g["firing"] += len(r.life.active)
             g["open"] += len(r.life.scopes)
     first = next(iter(evaluating or reading), None)
-    return {"rules": rules, "buffered": buffered,
-            "lifetime": sum(sum(e.consumed.values()) + sum(e.invalid.values()) for e in reading),
-            "rules_loaded": len(first.runners) if first else 0,
-            "version": first.ruleset_version if first else "",
-            "stream_time": max((e.clock.now for e in evaluating), default=-1)}
+    return {
+        "rules": rules,
+        "buffered": buffered,
+        "lifetime": sum(sum(e.consumed.values()) + sum(e.invalid.values()) for e in reading),
+        "rules_loaded": len(first.runners) if first else 0,
+        "version": first.ruleset_version if first else "",
+        "stream_time": max((e.clock.now for e in evaluating), default=-1),
+    }
 
 
 class Hooks:
@@ -147,14 +154,20 @@ class DeadLetterLog:
             return
         reasons = ", ".join(f"{r} {n}" for r, n in sorted(self.counts.items(), key=lambda x: (-x[1], x[0])))
         n = sum(self.counts.values())
-        log.warning("dead-lettered %d record%s in the last %s (%s); see the dead-letter topic", n,
-                    "" if n == 1 else "s", format_duration(max(1, round(window)) * 1000), reasons)
+        log.warning(
+            "dead-lettered %d record%s in the last %s (%s); see the dead-letter topic",
+            n,
+            "" if n == 1 else "s",
+            format_duration(max(1, round(window)) * 1000),
+            reasons,
+        )
         self.counts.clear()
         self.since, self.logged = now, True
 
 
-def decode_or_dead_letter(engine: Engine, source: str, origin: Origin, key: bytes | None,
-                          value: bytes | None, dead: list) -> Event | None:
+def decode_or_dead_letter(
+    engine: Engine, source: str, origin: Origin, key: bytes | None, value: bytes | None, dead: list
+) -> Event | None:
     """An input record, validated: its event, or None with its dead letter
     appended to `dead` (invalid, or too far in the future: refused when read,
     before any buffer, see Engine.too_far_ahead). Every stage that reads
@@ -327,11 +340,24 @@ class Runtime:
     """The loop both modes run: see the module's docstring."""
 
     producer: AIOKafkaProducer  # made by run(), before any stage starts
-    def __init__(self, *, bootstrap: str, input_topics: dict[str, str], output_topics: dict[str, str],
-                 group_id: str, strategies: list[Strategy], checkpoint_interval_s: float = 5.0,
-                 session_timeout_ms: int = 6000, security: dict | None = None, client_id: str = "anomalyd",
-                 hooks: Hooks | None = None, log_alerts: bool = True, alert_sink: Any = None,
-                 create_topics: bool = False):
+
+    def __init__(
+        self,
+        *,
+        bootstrap: str,
+        input_topics: dict[str, str],
+        output_topics: dict[str, str],
+        group_id: str,
+        strategies: list[Strategy],
+        checkpoint_interval_s: float = 5.0,
+        session_timeout_ms: int = 6000,
+        security: dict | None = None,
+        client_id: str = "anomalyd",
+        hooks: Hooks | None = None,
+        log_alerts: bool = True,
+        alert_sink: Any = None,
+        create_topics: bool = False,
+    ):
         self.bootstrap = bootstrap
         self.input_topics = input_topics
         self.output_topics = output_topics
@@ -383,8 +409,11 @@ class Runtime:
 
     def gauges(self) -> dict:
         ss = [st.strategy for st in self.stages]
-        return gauges([e for s in ss for e in s.evaluating_engines()], [e for s in ss for e in s.reading_engines()],
-                      sum(s.pending() for s in ss))
+        return gauges(
+            [e for s in ss for e in s.evaluating_engines()],
+            [e for s in ss for e in s.reading_engines()],
+            sum(s.pending() for s in ss),
+        )
 
     @property
     def ready(self) -> bool:
@@ -423,8 +452,9 @@ class Runtime:
             await self.commit_offsets(stage.consumer, saved.offsets)
         if saved.size is not None:
             self.hooks.checkpoint(time.monotonic() - t, saved.size)
-            log.debug("checkpoint (%s, %s): %d bytes in %.3fs", stage.strategy.name, why, saved.size,
-                      time.monotonic() - t)
+            log.debug(
+                "checkpoint (%s, %s): %d bytes in %.3fs", stage.strategy.name, why, saved.size, time.monotonic() - t
+            )
 
     async def flush_outputs(self, why: str) -> bool:
         """True once Kafka has acknowledged every output so far; False if it has
@@ -436,8 +466,10 @@ class Runtime:
             log.warning("checkpoint (%s) postponed: outputs not acknowledged within %.0fs", why, KAFKA_WAIT_S)
             return False
         if self.undelivered is not None:
-            raise OutputNotDelivered(f"an output was not delivered to Kafka ({self.undelivered}); stopping "
-                                     f"without a checkpoint so that a restart produces it again")
+            raise OutputNotDelivered(
+                f"an output was not delivered to Kafka ({self.undelivered}); stopping "
+                f"without a checkpoint so that a restart produces it again"
+            )
         return True
 
     async def commit_offsets(self, consumer: AIOKafkaConsumer, offsets: dict) -> None:
@@ -491,8 +523,11 @@ class Runtime:
                 except Exception as exc:
                     if self.broker_down_since is None:
                         self.broker_down_since = self.broker_seen
-                        log.error("Kafka broker not answering for %.0fs (%s): waiting for it, not ready",
-                                  time.monotonic() - self.broker_seen, repr(exc) if str(exc) == "" else exc)
+                        log.error(
+                            "Kafka broker not answering for %.0fs (%s): waiting for it, not ready",
+                            time.monotonic() - self.broker_seen,
+                            repr(exc) if str(exc) == "" else exc,
+                        )
             if self.broker_down_since is not None and self.broker_seen > self.broker_down_since:
                 log.warning("Kafka broker answering again after %.1fs", self.broker_seen - self.broker_down_since)
                 self.broker_down_since = None
@@ -502,8 +537,9 @@ class Runtime:
         now = time.time()
         for kind, key, value in outs:
             topic = self.output_topics[kind]
-            fut = await self.producer.send(topic, key=key.encode(),
-                                           value=json.dumps(value, separators=(",", ":")).encode())
+            fut = await self.producer.send(
+                topic, key=key.encode(), value=json.dumps(value, separators=(",", ":")).encode()
+            )
             fut.add_done_callback(self.delivered)
             self.produced[kind] = self.produced.get(kind, 0) + 1
             if kind in ("alerts", "alerts-shadow"):
@@ -511,8 +547,14 @@ class Runtime:
                 if kind == "alerts" and self.alert_sink is not None:
                     self.alert_sink.submit(value)
                 if self.log_alerts:
-                    log.warning("%s %s %s %s: %s", kind[:-1], value["status"].upper(), value["rule_id"],
-                                json.dumps(value["group"]), value["message"])
+                    log.warning(
+                        "%s %s %s %s: %s",
+                        kind[:-1],
+                        value["status"].upper(),
+                        value["rule_id"],
+                        json.dumps(value["group"]),
+                        value["message"],
+                    )
             elif kind == "breaker-commands" and self.log_alerts:
                 log.warning("breaker %s %s %s", value["action"].upper(), value["breaker"], json.dumps(value["scope"]))
             elif kind == "dead-letter":
@@ -536,8 +578,14 @@ class Runtime:
         if not specs:
             return
         created = await asyncio.get_running_loop().run_in_executor(
-            None, lambda: ensure_topics(self.bootstrap, {n: s.partitions for n, s in specs.items()},
-                                        {n: s.configs for n, s in specs.items() if s.configs}, security=self.security))
+            None,
+            lambda: ensure_topics(
+                self.bootstrap,
+                {n: s.partitions for n, s in specs.items()},
+                {n: s.configs for n, s in specs.items() if s.configs},
+                security=self.security,
+            ),
+        )
         if created:
             log.info("created internal topics %s", created)
 
@@ -549,17 +597,24 @@ class Runtime:
             st.strategy.restore()
         self.started = True
         common = dict(bootstrap_servers=self.bootstrap, **self.security)
-        self.producer = AIOKafkaProducer(acks="all", linger_ms=5, enable_idempotence=False,
-                                         client_id=self.client_id, **common)
+        self.producer = AIOKafkaProducer(
+            acks="all", linger_ms=5, enable_idempotence=False, client_id=self.client_id, **common
+        )
         await self.producer.start()
         try:
             for st in self.stages:
                 st.consumer = AIOKafkaConsumer(
-                    group_id=st.group_id, client_id=st.client_id, enable_auto_commit=False,
-                    auto_offset_reset="earliest", session_timeout_ms=self.session_timeout_ms,
+                    group_id=st.group_id,
+                    client_id=st.client_id,
+                    enable_auto_commit=False,
+                    auto_offset_reset="earliest",
+                    session_timeout_ms=self.session_timeout_ms,
                     heartbeat_interval_ms=max(500, self.session_timeout_ms // 6),
-                    rebalance_timeout_ms=self.session_timeout_ms, max_poll_records=5000,
-                    fetch_max_wait_ms=st.strategy.fetch_max_wait_ms, **common)
+                    rebalance_timeout_ms=self.session_timeout_ms,
+                    max_poll_records=5000,
+                    fetch_max_wait_ms=st.strategy.fetch_max_wait_ms,
+                    **common,
+                )
                 await st.consumer.start()
             self.broker_seen = time.monotonic()
             self._watch = asyncio.create_task(self._watch_broker())

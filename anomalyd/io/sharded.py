@@ -88,8 +88,14 @@ class Router(ReadsInput):
     checkpoint_interval_s = 1.0  # commit input offsets (no state: the shards hold it)
     evaluates = False
 
-    def __init__(self, engine: Engine, input_topics: dict[str, str], repartition_topic: str, shard_count: int,
-                 watermark_s: float = 0.05):
+    def __init__(
+        self,
+        engine: Engine,
+        input_topics: dict[str, str],
+        repartition_topic: str,
+        shard_count: int,
+        watermark_s: float = 0.05,
+    ):
         super().__init__(engine, input_topics)  # decoding and routing only; never evaluates
         self.repartition_topic = repartition_topic
         self.shard_count = shard_count
@@ -195,8 +201,9 @@ class Router(ReadsInput):
             st = self.progress.get(o)
             if st is None or o not in self.caught_up:
                 continue
-            entries.append(WatermarkEntry(tp.topic, tp.partition, st.next_offset, st.max_ts, st.min_ts,
-                                          self.caught_up[o]))
+            entries.append(
+                WatermarkEntry(tp.topic, tp.partition, st.next_offset, st.max_ts, st.min_ts, self.caught_up[o])
+            )
             st.min_ts = None
         if not entries:
             return False
@@ -209,8 +216,11 @@ class Router(ReadsInput):
         """The input positions behind what was routed (the runtime flushed it
         first). Handing partitions over, a last watermark goes out first."""
         sent = why == "rebalance" and await self._send_watermarks()
-        offsets = {tp: st.next_offset for tp in self.stage.assigned
-                   if (st := self.progress.get((tp.topic, tp.partition))) is not None and st.next_offset > 0}
+        offsets = {
+            tp: st.next_offset
+            for tp in self.stage.assigned
+            if (st := self.progress.get((tp.topic, tp.partition))) is not None and st.next_offset > 0
+        }
         return Saved(offsets, None, sent)
 
     def apply_rules(self, rs: RuleSet) -> None:
@@ -220,8 +230,9 @@ class Router(ReadsInput):
 class Shard:
     """Stage 2 for one partition of the repartition topic: an engine owning that hash range."""
 
-    def __init__(self, index: int, engine: Engine, idle_s: float, origins: list[tuple[str, int]],
-                 live_delay_ms: int = 0):
+    def __init__(
+        self, index: int, engine: Engine, idle_s: float, origins: list[tuple[str, int]], live_delay_ms: int = 0
+    ):
         self.index = index
         self.engine = engine
         self.buffer = ReorderBuffer(idle_s, live_delay_ms=live_delay_ms)
@@ -242,11 +253,15 @@ class Shard:
         self.baseline: dict = {}
 
     def dump(self) -> bytes:
-        extra = {"pos": self.pos,
-                 "next_origin_offset": [(t, p, n) for (t, p), n in self.next_origin_offset.items()],
-                 "part_max": [(t, p, m) for (t, p), m in self.buffer.part_max.items()],
-                 "buffer": [r.encode() for r in self.buffer.items()], "validated": True,
-                 "start_ts": self.start_ts, "reported": sorted(self.reported)}
+        extra = {
+            "pos": self.pos,
+            "next_origin_offset": [(t, p, n) for (t, p), n in self.next_origin_offset.items()],
+            "part_max": [(t, p, m) for (t, p), m in self.buffer.part_max.items()],
+            "buffer": [r.encode() for r in self.buffer.items()],
+            "validated": True,
+            "start_ts": self.start_ts,
+            "reported": sorted(self.reported),
+        }
         return snapshot.dump(self.engine, extra)
 
     def load(self, data: bytes) -> dict:
@@ -282,9 +297,17 @@ class Shards(Strategy):
 
     name = "shard"
 
-    def __init__(self, make_engine: Callable[[], Engine], input_topics: dict[str, str], repartition_topic: str,
-                 shard_count: int, checkpoints: CheckpointStore, *, partition_idle_s: float = 0.5,
-                 partition_live_delay_ms: int = 50):
+    def __init__(
+        self,
+        make_engine: Callable[[], Engine],
+        input_topics: dict[str, str],
+        repartition_topic: str,
+        shard_count: int,
+        checkpoints: CheckpointStore,
+        *,
+        partition_idle_s: float = 0.5,
+        partition_live_delay_ms: int = 50,
+    ):
         self.make_engine = make_engine
         self.input_topics = input_topics
         self.repartition_topic = repartition_topic
@@ -335,8 +358,13 @@ class Shards(Strategy):
         if data is not None:
             try:
                 report = shard.load(data)
-                log.info("shard %d restored: %d rules with state, %d buffered, repartition offset %s",
-                         index, len(report["restored"]), len(shard.buffer), shard.pos)
+                log.info(
+                    "shard %d restored: %d rules with state, %d buffered, repartition offset %s",
+                    index,
+                    len(report["restored"]),
+                    len(shard.buffer),
+                    shard.pos,
+                )
             except Exception as exc:  # damaged state must not stop the service
                 log.error("shard %d: state unreadable (%s); starting it empty", index, exc)
                 shard = self.new_shard(index)
@@ -424,11 +452,21 @@ class Shards(Strategy):
         if first < pos:
             return [r for r in recs if r.offset >= pos]
         if shard.gap == (pos, first):
-            log.error("shard %d: repartition offsets %d..%d are gone from Kafka (retention?); going on from %d",
-                      shard.index, pos, first - 1, first)
+            log.error(
+                "shard %d: repartition offsets %d..%d are gone from Kafka (retention?); going on from %d",
+                shard.index,
+                pos,
+                first - 1,
+                first,
+            )
             return recs
-        log.warning("shard %d: a batch from repartition offset %d, expected %d; reading again from %d",
-                    shard.index, first, pos, pos)
+        log.warning(
+            "shard %d: a batch from repartition offset %d, expected %d; reading again from %d",
+            shard.index,
+            first,
+            pos,
+            pos,
+        )
         shard.gap = (pos, first)
         self.stage.consumer.seek(tp, pos)
         return []
@@ -507,11 +545,27 @@ def _shard_counts(shard: Shard) -> dict:
     return f
 
 
-def scaleout_worker(*, make_engine: Callable[[], Engine], input_topics: dict[str, str], repartition_topic: str,
-                    shard_count: int, checkpoints: CheckpointStore, watermark_interval_s: float = 0.05,
-                    partition_idle_s: float = 0.5, partition_live_delay_ms: int = 50, **common: Any) -> Runtime:
+def scaleout_worker(
+    *,
+    make_engine: Callable[[], Engine],
+    input_topics: dict[str, str],
+    repartition_topic: str,
+    shard_count: int,
+    checkpoints: CheckpointStore,
+    watermark_interval_s: float = 0.05,
+    partition_idle_s: float = 0.5,
+    partition_live_delay_ms: int = 50,
+    **common: Any,
+) -> Runtime:
     """The runtime in scale-out mode (ANOMALYD_SHARDS=N): a router and shards."""
     router = Router(make_engine(), input_topics, repartition_topic, shard_count, watermark_interval_s)
-    shards = Shards(make_engine, input_topics, repartition_topic, shard_count, checkpoints,
-                    partition_idle_s=partition_idle_s, partition_live_delay_ms=partition_live_delay_ms)
+    shards = Shards(
+        make_engine,
+        input_topics,
+        repartition_topic,
+        shard_count,
+        checkpoints,
+        partition_idle_s=partition_idle_s,
+        partition_live_delay_ms=partition_live_delay_ms,
+    )
     return Runtime(input_topics=input_topics, strategies=[router, shards], **common)

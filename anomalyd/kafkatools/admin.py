@@ -100,7 +100,9 @@ def ensure_topics(
             if have is not None and have != int(topics[name]):
                 log.warning(
                     "topic %s exists with %d partitions (wanted %d); leaving it as is",
-                    name, have, topics[name],
+                    name,
+                    have,
+                    topics[name],
                 )
         if not missing:
             return []
@@ -112,9 +114,7 @@ def ensure_topics(
             }
             for name, n in missing.items()
         }
-        result = admin.create_topics(
-            request, timeout_ms=int(timeout_s * 1000), raise_errors=False
-        )
+        result = admin.create_topics(request, timeout_ms=int(timeout_s * 1000), raise_errors=False)
         created: list[str] = []
         for entry in result.get("topics", []):
             code = entry.get("error_code", 0)
@@ -133,9 +133,7 @@ def ensure_topics(
         admin.close()
 
 
-def _partition_counts(
-    admin: KafkaAdminClient, topics: Optional[Sequence[str]]
-) -> dict[str, int]:
+def _partition_counts(admin: KafkaAdminClient, topics: Optional[Sequence[str]]) -> dict[str, int]:
     return {
         t["name"]: len(t.get("partitions") or [])
         for t in admin.describe_topics(None if topics is None else list(topics))
@@ -242,9 +240,7 @@ def consume_all(
                     pending.discard(topic)
             if pending:
                 if time.monotonic() >= deadline:
-                    raise kerrors.UnknownTopicOrPartitionError(
-                        f"no metadata for topic(s) {sorted(pending)}"
-                    )
+                    raise kerrors.UnknownTopicOrPartitionError(f"no metadata for topic(s) {sorted(pending)}")
                 time.sleep(0.1)
         consumer.assign(tps)
         consumer.seek_to_beginning(*tps)
@@ -259,9 +255,7 @@ def consume_all(
                 break
             budget_ms = int(max(0.0, min(0.25, deadline - now)) * 1000)
             limit = None if max_records is None else max_records - len(out)
-            batch = consumer.poll(
-                timeout_ms=budget_ms, **({"max_records": limit} if limit else {})
-            )
+            batch = consumer.poll(timeout_ms=budget_ms, **({"max_records": limit} if limit else {}))
             got = 0
             for _tp, records in batch.items():
                 for rec in records:

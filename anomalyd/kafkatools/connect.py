@@ -45,7 +45,7 @@ async def check_kafka(bootstrap: str, security: dict, timeout_s: float = 30.0) -
 
     protocol = security.get("security_protocol", "PLAINTEXT")
     sasl = protocol.startswith("SASL_")
-    who = (f"{security.get('sasl_mechanism')} as {security.get('sasl_plain_username')!r}" if sasl else "")
+    who = f"{security.get('sasl_mechanism')} as {security.get('sasl_plain_username')!r}" if sasl else ""
     deadline = time.monotonic() + timeout_s
     last: str = "no attempt"
     while True:
@@ -54,19 +54,32 @@ async def check_kafka(bootstrap: str, security: dict, timeout_s: float = 30.0) -
             remaining = max(1.0, deadline - time.monotonic())
             try:
                 conn = await asyncio.wait_for(
-                    create_conn(host, port, client_id="anomalyd-check",
-                                request_timeout_ms=int(min(10.0, remaining) * 1000), **security),
-                    timeout=min(10.0, remaining) + 1)
+                    create_conn(
+                        host,
+                        port,
+                        client_id="anomalyd-check",
+                        request_timeout_ms=int(min(10.0, remaining) * 1000),
+                        **security,
+                    ),
+                    timeout=min(10.0, remaining) + 1,
+                )
             except ssl.SSLError as exc:
                 raise KafkaSetupError(
                     f"TLS with Kafka at {where} failed: {getattr(exc, 'verify_message', None) or exc.reason or exc}. "
                     "Check ANOMALYD_SSL_CAFILE (the CA that signed the broker's certificate) and, if the broker "
-                    "wants a client certificate, ANOMALYD_SSL_CERTFILE and ANOMALYD_SSL_KEYFILE") from None
+                    "wants a client certificate, ANOMALYD_SSL_CERTFILE and ANOMALYD_SSL_KEYFILE"
+                ) from None
             except kerr.UnsupportedSaslMechanismError as exc:
-                raise KafkaSetupError(f"Kafka at {where} does not offer SASL {security.get('sasl_mechanism')}: "
-                                      f"{exc}. Check ANOMALYD_SASL_MECHANISM") from None
-            except (kerr.SaslAuthenticationFailed, kerr.AuthenticationFailedError,
-                    kerr.AuthenticationMethodNotSupported, kerr.IllegalSaslStateError) as exc:
+                raise KafkaSetupError(
+                    f"Kafka at {where} does not offer SASL {security.get('sasl_mechanism')}: "
+                    f"{exc}. Check ANOMALYD_SASL_MECHANISM"
+                ) from None
+            except (
+                kerr.SaslAuthenticationFailed,
+                kerr.AuthenticationFailedError,
+                kerr.AuthenticationMethodNotSupported,
+                kerr.IllegalSaslStateError,
+            ) as exc:
                 raise KafkaSetupError(
                     f"SASL authentication ({who}) refused by Kafka at {where}: {_text(exc)}. Check "
                     "ANOMALYD_SASL_USERNAME and the password (ANOMALYD_SASL_PASSWORD_FILE or ANOMALYD_SASL_PASSWORD)"
@@ -88,7 +101,8 @@ async def check_kafka(bootstrap: str, security: dict, timeout_s: float = 30.0) -
             raise KafkaSetupError(
                 f"cannot reach Kafka at {bootstrap} within {timeout_s:.0f}s (last error: {last}). Check "
                 f"ANOMALYD_BOOTSTRAP_SERVERS, and that ANOMALYD_SECURITY_PROTOCOL ({protocol}) is what the "
-                "broker's listener expects")
+                "broker's listener expects"
+            )
         await asyncio.sleep(0.5)
 
 

@@ -22,7 +22,12 @@ def envelope_records(envelopes: Iterable[dict], topic_names: dict[str, str] | No
         yield names.get(topic, topic), (str(key) if key is not None else None), raw
 
 
-def produce_envelopes(bootstrap: str, envelopes: Iterable[dict], topic_names: dict[str, str] | None = None,
-                      flush_every: int = 500, security: dict | None = None) -> int:
+def produce_envelopes(
+    bootstrap: str,
+    envelopes: Iterable[dict],
+    topic_names: dict[str, str] | None = None,
+    flush_every: int = 500,
+    security: dict | None = None,
+) -> int:
     """``security``: kafka client settings, e.g. ``Settings.kafka_security()``."""
     return produce_jsonl(bootstrap, envelope_records(envelopes, topic_names), security, flush_every=flush_every)

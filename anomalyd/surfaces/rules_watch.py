@@ -20,8 +20,13 @@ class RulesWatcher:
 
     def _stamp(self) -> tuple:
         try:
-            return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size)
-                                for p in self.dir.iterdir() if p.suffix in (".yaml", ".yml")))
+            return tuple(
+                sorted(
+                    (p.name, p.stat().st_mtime_ns, p.stat().st_size)
+                    for p in self.dir.iterdir()
+                    if p.suffix in (".yaml", ".yml")
+                )
+            )
         except OSError:
             return ()
 

@@ -20,9 +20,11 @@ MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512")
 
 # Settings renamed to Kafka Streams' words in 0.2.0: the old names are still
 # read, with a warning (deprecated_settings), until 0.3.0 removes them.
-DEPRECATED = {"ANOMALYD_TOPIC_ROUTED": "ANOMALYD_TOPIC_REPARTITION",
-              "ANOMALYD_TOPIC_STATE": "ANOMALYD_TOPIC_CHECKPOINT_STORE",
-              "ANOMALYD_SNAPSHOT_INTERVAL": "ANOMALYD_CHECKPOINT_INTERVAL"}
+DEPRECATED = {
+    "ANOMALYD_TOPIC_ROUTED": "ANOMALYD_TOPIC_REPARTITION",
+    "ANOMALYD_TOPIC_STATE": "ANOMALYD_TOPIC_CHECKPOINT_STORE",
+    "ANOMALYD_SNAPSHOT_INTERVAL": "ANOMALYD_CHECKPOINT_INTERVAL",
+}
 
 
 def _renamed(field: str, default: str, description: str) -> Any:
@@ -44,14 +46,21 @@ class Settings(BaseSettings):
     partitions: int = Field(4, description="partitions for topics anomalyd creates")
     create_topics: bool = True
     session_timeout_ms: int = Field(6000, description="consumer group session; group joins take about half")
-    shards: int = Field(0, description="0: one worker reads every input partition (fastest for one replica); "
-                                       "N > 0: scale-out mode, groups hashed over N shards that any number of workers share")
+    shards: int = Field(
+        0,
+        description="0: one worker reads every input partition (fastest for one replica); "
+        "N > 0: scale-out mode, groups hashed over N shards that any number of workers share",
+    )
     # The internal topics keep their names of 0.1.0: a running scale-out
     # deployment's shard checkpoints point into them.
-    topic_repartition: str = _renamed("topic_repartition", "anomalyd-routed",
-                                      "internal repartition topic: events re-keyed by group (scale-out mode)")
-    topic_checkpoint_store: str = _renamed("topic_checkpoint_store", "anomalyd-state",
-                                           "internal checkpoint store: shard checkpoints, compacted (scale-out mode)")
+    topic_repartition: str = _renamed(
+        "topic_repartition", "anomalyd-routed", "internal repartition topic: events re-keyed by group (scale-out mode)"
+    )
+    topic_checkpoint_store: str = _renamed(
+        "topic_checkpoint_store",
+        "anomalyd-state",
+        "internal checkpoint store: shard checkpoints, compacted (scale-out mode)",
+    )
 
     topic_orders: str = "orders"
     topic_inventory: str = "inventory"
@@ -87,8 +96,13 @@ class Settings(BaseSettings):
     reload_interval: str = Field("2s", description="how often the rules directory is checked for changes")
     log_alerts: bool = True
     alertmanager_url: str | None = Field(None, description="forward alerts to Alertmanager's v2 API (off when unset)")
-    partition_idle_timeout: str = Field("500ms", description="wall-clock wait before a caught-up partition stops holding back event time")
-    partition_live_delay: str = Field("50ms", description="live traffic (ts within 10 s of the wall clock): a caught-up partition holds event time back only this far behind the wall clock; 0ms = wait for its next event or the idle timeout")
+    partition_idle_timeout: str = Field(
+        "500ms", description="wall-clock wait before a caught-up partition stops holding back event time"
+    )
+    partition_live_delay: str = Field(
+        "50ms",
+        description="live traffic (ts within 10 s of the wall clock): a caught-up partition holds event time back only this far behind the wall clock; 0ms = wait for its next event or the idle timeout",
+    )
 
     @field_validator("security_protocol")
     @classmethod
@@ -125,19 +139,31 @@ class Settings(BaseSettings):
         unauthenticated or not at all: refuse them at start, by name."""
         sasl = self.security_protocol.startswith("SASL_")
         if sasl:
-            missing = [n for n, v in (("ANOMALYD_SASL_MECHANISM", self.sasl_mechanism),
-                                      ("ANOMALYD_SASL_USERNAME", self.sasl_username),
-                                      ("ANOMALYD_SASL_PASSWORD_FILE or ANOMALYD_SASL_PASSWORD",
-                                       self.sasl_password_file or self.sasl_password)) if not v]
+            missing = [
+                n
+                for n, v in (
+                    ("ANOMALYD_SASL_MECHANISM", self.sasl_mechanism),
+                    ("ANOMALYD_SASL_USERNAME", self.sasl_username),
+                    (
+                        "ANOMALYD_SASL_PASSWORD_FILE or ANOMALYD_SASL_PASSWORD",
+                        self.sasl_password_file or self.sasl_password,
+                    ),
+                )
+                if not v
+            ]
             if missing:
                 raise ValueError(f"ANOMALYD_SECURITY_PROTOCOL={self.security_protocol} needs {', '.join(missing)}")
         elif self.sasl_mechanism or self.sasl_username or self.sasl_password or self.sasl_password_file:
-            raise ValueError("ANOMALYD_SASL_* settings are given but ANOMALYD_SECURITY_PROTOCOL is "
-                             f"{self.security_protocol}: use SASL_SSL (or SASL_PLAINTEXT)")
+            raise ValueError(
+                "ANOMALYD_SASL_* settings are given but ANOMALYD_SECURITY_PROTOCOL is "
+                f"{self.security_protocol}: use SASL_SSL (or SASL_PLAINTEXT)"
+            )
         tls = self.security_protocol in ("SSL", "SASL_SSL")
         if not tls and (self.ssl_cafile or self.ssl_certfile or self.ssl_keyfile):
-            raise ValueError("ANOMALYD_SSL_* settings are given but ANOMALYD_SECURITY_PROTOCOL is "
-                             f"{self.security_protocol}: use SSL (or SASL_SSL)")
+            raise ValueError(
+                "ANOMALYD_SSL_* settings are given but ANOMALYD_SECURITY_PROTOCOL is "
+                f"{self.security_protocol}: use SSL (or SASL_SSL)"
+            )
         if self.ssl_keyfile and not self.ssl_certfile:
             raise ValueError("ANOMALYD_SSL_KEYFILE needs ANOMALYD_SSL_CERTFILE (the client certificate)")
         return self
@@ -177,8 +203,15 @@ class Settings(BaseSettings):
             raise ValueError(f"must be longer than 0, got {v!r}")
         return v
 
-    @field_validator("allowed_lateness", "idle_timeout", "max_future_skew", "checkpoint_interval", "reload_interval", "partition_idle_timeout",
-                     "partition_live_delay")
+    @field_validator(
+        "allowed_lateness",
+        "idle_timeout",
+        "max_future_skew",
+        "checkpoint_interval",
+        "reload_interval",
+        "partition_idle_timeout",
+        "partition_live_delay",
+    )
     @classmethod
     def _duration(cls, v: str) -> str:
         parse_duration(v)
@@ -189,13 +222,21 @@ class Settings(BaseSettings):
 
     def input_topics(self) -> dict[str, str]:
         """topic name -> event source."""
-        return {self.topic_orders: "orders", self.topic_inventory: "inventory",
-                self.topic_payments: "payments", self.topic_complaints: "complaints"}
+        return {
+            self.topic_orders: "orders",
+            self.topic_inventory: "inventory",
+            self.topic_payments: "payments",
+            self.topic_complaints: "complaints",
+        }
 
     def output_topics(self) -> dict[str, str]:
         """engine output kind -> topic name."""
-        return {"alerts": self.topic_alerts, "alerts-shadow": self.topic_alerts_shadow,
-                "breaker-commands": self.topic_commands, "dead-letter": self.topic_dead_letter}
+        return {
+            "alerts": self.topic_alerts,
+            "alerts-shadow": self.topic_alerts_shadow,
+            "breaker-commands": self.topic_commands,
+            "dead-letter": self.topic_dead_letter,
+        }
 
     def password(self) -> str | None:
         """The SASL password: the file wins over the variable. A trailing
@@ -209,15 +250,19 @@ class Settings(BaseSettings):
         kafka-python (anomalyd.kafkatools.admin) take the same names."""
         kw: dict = {"security_protocol": self.security_protocol}
         if self.sasl_mechanism:
-            kw.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
-                      sasl_plain_password=self.password())
+            kw.update(
+                sasl_mechanism=self.sasl_mechanism,
+                sasl_plain_username=self.sasl_username,
+                sasl_plain_password=self.password(),
+            )
         if self.security_protocol in ("SSL", "SASL_SSL"):
             from aiokafka.helpers import create_ssl_context
 
             kw["ssl_context"] = create_ssl_context(
                 cafile=str(self.ssl_cafile) if self.ssl_cafile else None,
                 certfile=str(self.ssl_certfile) if self.ssl_certfile else None,
-                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None)
+                keyfile=str(self.ssl_keyfile) if self.ssl_keyfile else None,
+            )
         return kw
 
 
@@ -225,18 +270,28 @@ class Settings(BaseSettings):
 # replay progress bar, and those Kubernetes injects for a Service named
 # `anomalyd` (deploy/k8s/service.yaml): ANOMALYD_SERVICE_HOST, ANOMALYD_PORT_9108_TCP, ...
 NOT_SETTINGS = {"ANOMALYD_PROGRESS_MIN_BYTES", "ANOMALYD_TEST_OUTAGE_S", "ANOMALYD_FUZZ_SCALE"}
-_SERVICE_LINKS = re.compile(r"^ANOMALYD_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$")
+_SERVICE_LINKS = re.compile(
+    r"^ANOMALYD_(SERVICE_HOST|SERVICE_PORT(_\w+)?|PORT(_\d+_(TCP|UDP|SCTP)(_PROTO|_PORT|_ADDR)?)?)$"
+)
 
 
 def _known(name: str) -> bool:
-    return (name in NOT_SETTINGS or name in DEPRECATED or bool(_SERVICE_LINKS.match(name))
-            or name[len("ANOMALYD_"):].lower() in Settings.model_fields)
+    return (
+        name in NOT_SETTINGS
+        or name in DEPRECATED
+        or bool(_SERVICE_LINKS.match(name))
+        or name[len("ANOMALYD_") :].lower() in Settings.model_fields
+    )
 
 
 def _hint(name: str) -> str:
     names = [f"ANOMALYD_{f.upper()}" for f in Settings.model_fields] + list(DEPRECATED)
     hint = difflib.get_close_matches(name, names, n=1, cutoff=0.75)
-    return f"; did you mean {DEPRECATED.get(hint[0], hint[0])}?" if hint else " (the settings are listed in README: Configuration)"
+    return (
+        f"; did you mean {DEPRECATED.get(hint[0], hint[0])}?"
+        if hint
+        else " (the settings are listed in README: Configuration)"
+    )
 
 
 def env_file_lines(path: str | Path = ".env") -> dict[str, tuple[int, int]]:
@@ -273,6 +328,9 @@ def deprecated_settings(environ: Mapping[str, str] | None = None, env_file: str 
     the .env file, naming its replacement (which wins when both are given)."""
     env = os.environ if environ is None else environ
     given = {n.upper() for n in env} | set(env_file_lines(env_file))
-    return [f"{old} is deprecated (renamed {new}; the old name goes in 0.3.0)"
-            + (f"; ignored, {new} is given" if new in given else "")
-            for old, new in DEPRECATED.items() if old in given]
+    return [
+        f"{old} is deprecated (renamed {new}; the old name goes in 0.3.0)"
+        + (f"; ignored, {new} is given" if new in given else "")
+        for old, new in DEPRECATED.items()
+        if old in given
+    ]

@@ -16,9 +16,9 @@ def read_png(path) -> tuple[int, int, int, list[bytes]]:
     pos, idat = 8, []
     width = height = bpp = 0
     while pos < len(data):
-        (n,) = struct.unpack(">I", data[pos:pos + 4])
-        kind = data[pos + 4:pos + 8]
-        body = data[pos + 8:pos + 8 + n]
+        (n,) = struct.unpack(">I", data[pos : pos + 4])
+        kind = data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + n]
         pos += 12 + n
         if kind == b"IHDR":
             width, height, depth, ctype, _, _, interlace = struct.unpack(">IIBBBBB", body)
@@ -35,7 +35,7 @@ def read_png(path) -> tuple[int, int, int, list[bytes]]:
     prev = bytearray(stride)
     for y in range(height):
         f = raw[y * (stride + 1)]
-        line = bytearray(raw[y * (stride + 1) + 1:(y + 1) * (stride + 1)])
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
         if f == 1:
             for i in range(bpp, stride):
                 line[i] = (line[i] + line[i - bpp]) & 0xFF
@@ -64,7 +64,7 @@ def colour_stats(path) -> tuple[int, int, int, float]:
     counts: dict[bytes, int] = {}
     for row in rows:
         for i in range(0, len(row), bpp):
-            px = row[i:i + bpp]
+            px = row[i : i + bpp]
             counts[px] = counts.get(px, 0) + 1
     top = max(counts.values())
     return width, height, len(counts), 1 - top / (width * height)

@@ -115,16 +115,41 @@ def test_json_keys_are_stable(tmp_path, rules_dir):
     assert list(d) == ["report_version", "inputs", "events", "labels", "current", "baseline", "diff"]
     assert set(d["current"]) == {"rules_dir", "ruleset_version", "rules", "totals"}
     assert set(d["current"]["rules"]["neg-stock"]) == {
-        "rule_id", "type", "source", "severity", "mode", "breaker", "kind", "fired", "resolved", "open_at_end",
-        "groups", "alerts_per_hour", "firing_ms", "breaker_opens", "noisiest", "score"}
+        "rule_id",
+        "type",
+        "source",
+        "severity",
+        "mode",
+        "breaker",
+        "kind",
+        "fired",
+        "resolved",
+        "open_at_end",
+        "groups",
+        "alerts_per_hour",
+        "firing_ms",
+        "breaker_opens",
+        "noisiest",
+        "score",
+    }
     json.dumps(d)  # serialisable as is
 
 
 def kcat(line: str, offset: int) -> str:
     """The same record as `kcat -C -J` prints it: the value is a string in `payload`."""
     env = json.loads(line)
-    return json.dumps({"topic": env["topic"], "partition": 0, "offset": offset, "tstype": "create",
-                       "ts": env["value"]["ts"], "broker": 1, "key": None, "payload": json.dumps(env["value"])})
+    return json.dumps(
+        {
+            "topic": env["topic"],
+            "partition": 0,
+            "offset": offset,
+            "tstype": "create",
+            "ts": env["value"]["ts"],
+            "broker": 1,
+            "key": None,
+            "payload": json.dumps(env["value"]),
+        }
+    )
 
 
 def test_per_topic_kcat_dumps_merge_by_event_time(tmp_path, rules_dir):
@@ -133,8 +158,10 @@ def test_per_topic_kcat_dumps_merge_by_event_time(tmp_path, rules_dir):
     one = backtest([str(write(tmp_path / "all.jsonl", lines))], rules_dir).to_dict()
     inv_lines = [kcat(ln, i) for i, ln in enumerate(ln for ln in lines if '"inventory"' in ln)]
     pay_lines = [kcat(ln, i) for i, ln in enumerate(ln for ln in lines if '"payments"' in ln)]
-    two = backtest([str(write(tmp_path / "payments.json", pay_lines)), str(write(tmp_path / "inventory.json", inv_lines))],
-                   rules_dir).to_dict()
+    two = backtest(
+        [str(write(tmp_path / "payments.json", pay_lines)), str(write(tmp_path / "inventory.json", inv_lines))],
+        rules_dir,
+    ).to_dict()
     assert two["current"]["rules"] == one["current"]["rules"]
     assert two["events"] | {"late": 0} == one["events"] | {"late": 0}
     # Concatenated instead of merged, the inventory dump would be all too late.
@@ -145,7 +172,10 @@ def test_episodes_and_evidence(tmp_path, rules_dir):
     bt = backtest([str(write(tmp_path / "ev.jsonl", stream()))], rules_dir)
     eps = bt.current.rules["neg-stock"].episodes
     assert [(e.group["sku"], (e.start - T0) // MIN, None if e.end is None else (e.end - T0) // MIN) for e in eps] == [
-        ("SKU-1", 10, 20), ("SKU-1", 30, 50), ("SKU-2", 40, None)]
+        ("SKU-1", 10, 20),
+        ("SKU-1", 30, 50),
+        ("SKU-2", 40, None),
+    ]
     assert all(len(e.evidence) == 1 for e in eps)
 
 

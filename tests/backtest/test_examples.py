@@ -12,17 +12,28 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def test_make_examples_reproduces_the_committed_table_and_the_readme_shows_it(tmp_path):
-    env = {**os.environ, "OUT": str(tmp_path), "SKIP_SCREENSHOT": "1",
-           "ANOMALYD": str(Path(sys.executable).parent / "anomalyd"), "PYTHON": sys.executable}
-    p = subprocess.run(["bash", str(REPO / "docs" / "make_examples.sh")], cwd=REPO, env=env,
-                       capture_output=True, text=True, timeout=300)
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path),
+        "SKIP_SCREENSHOT": "1",
+        "ANOMALYD": str(Path(sys.executable).parent / "anomalyd"),
+        "PYTHON": sys.executable,
+    }
+    p = subprocess.run(
+        ["bash", str(REPO / "docs" / "make_examples.sh")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert p.returncode == 0, p.stderr
     made = (tmp_path / "examples" / "backtest.txt").read_text()
     committed = (REPO / "docs" / "examples" / "backtest.txt").read_text()
     assert made == committed, "docs/examples/backtest.txt is stale: run docs/make_examples.sh"
     readme = (REPO / "README.md").read_text()
     assert "docs/make_examples.sh" in readme and "--seed 7" in readme
-    block = readme[readme.index("made by\n[`docs/make_examples.sh`]"):]
+    block = readme[readme.index("made by\n[`docs/make_examples.sh`]") :]
     table = re.search(r"\n```\n(rule .*?)\n\.\.\.\n```", block, re.S).group(1)
     lines = made.splitlines()
     for row in table.splitlines():

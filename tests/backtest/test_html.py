@@ -60,10 +60,24 @@ def test_escaped_and_deterministic(tmp_path: Path):
 def test_renders_in_headless_chromium(report: Path, tmp_path: Path):
     shot = tmp_path / "shot.png"
     proc = subprocess.run(
-        [BROWSER, "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={tmp_path / 'profile'}",
-         f"--screenshot={shot}", "--window-size=1200,900", report.as_uri()],
-        capture_output=True, text=True, timeout=90)
+        [
+            BROWSER,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,900",
+            report.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=90,
+    )
     assert shot.exists(), proc.stderr[-2000:]
     width, height, colours, not_background = colour_stats(shot)
     assert (width, height) == (1200, 900)
@@ -81,14 +95,16 @@ def test_timeline_caps_rows_and_merges_dense_episodes(tmp_path: Path):
         lines += [inv(T0 + g * 1000, f"SKU-{g:02d}", -1), inv(T0 + g * 1000 + 500, f"SKU-{g:02d}", 5)]
     for i in range(300):  # SKU-XX flaps every second for five minutes: far less than a pixel apart
         lines.append(inv(T0 + MIN + i * 1000, "SKU-XX", -1 if i % 2 == 0 else 5))
-    lines.append(line("orders", T0 + 600 * MIN, order_id="O", sku="S", quantity=1, unit_price=5, status="paid", channel="web"))
+    lines.append(
+        line("orders", T0 + 600 * MIN, order_id="O", sku="S", quantity=1, unit_price=5, status="paid", channel="web")
+    )
     ev = tmp_path / "ev.jsonl"
     ev.write_text("\n".join(lines) + "\n")
     bt = backtest([str(ev)], rules)
     assert bt.current.rules["negative-stock"].fired == 45 + 150
     html = render(bt)
-    part = html[html.index('id="rule-negative-stock"'):]
-    part = part[:part.index("</svg>")]
+    part = html[html.index('id="rule-negative-stock"') :]
+    part = part[: part.index("</svg>")]
     assert part.count('class="glabel"') == 40
     assert "6 more groups not drawn" in html  # 46 groups
     assert "SKU-XX: 150 episodes" in part  # the noisiest group is kept, its flapping drawn as one bar

@@ -55,7 +55,9 @@ def test_true_and_false_positives_by_the_definition(tmp_path: Path):
         # the failures that trip the rule are unlabelled, so the match is by time and group (b).
         labelled(pay(T0 + 39 * MIN + 30_000, merchant_id="M-1", eid="fr-1"), "failure-ratio"),
         *[pay(T0 + 40 * MIN + i * 10_000, "failed", merchant_id="M-1", error_code="E") for i in range(3)],
-        *[pay(T0 + 42 * MIN + i * 10_000, "failed", merchant_id="M-2", error_code="E") for i in range(3)],  # FP: other group
+        *[
+            pay(T0 + 42 * MIN + i * 10_000, "failed", merchant_id="M-2", error_code="E") for i in range(3)
+        ],  # FP: other group
         labelled(pay(T0 + 45 * MIN, merchant_id="M-1", eid="fr-2"), "failure-ratio"),
         inv(T0 + 60 * MIN, "SKU-9", 1),
     ]
@@ -68,35 +70,69 @@ def test_true_and_false_positives_by_the_definition(tmp_path: Path):
     d = bt.to_dict()
 
     assert [(a["id"], a["events"]) for a in d["labels"]["anomalies"]] == [
-        ("oversell@os-1", 2), ("oversell@os-3", 1), ("failure-ratio@fr-1", 2)]
+        ("oversell@os-1", 2),
+        ("oversell@os-3", 1),
+        ("failure-ratio@fr-1", 2),
+    ]
     assert d["labels"]["anomalies"][0]["detected_by"] == ["stock-below-zero"]
     assert d["labels"]["anomalies"][1]["detected_by"] == []
 
     s = d["current"]["rules"]["stock-below-zero"]["score"]
-    assert s == {"kind": "oversell", "anomalies": 2, "detected": 1, "missed": ["oversell@os-3"],
-                 "true_positives": 1, "false_positives": 1, "precision": 0.5, "recall": 0.5}
+    assert s == {
+        "kind": "oversell",
+        "anomalies": 2,
+        "detected": 1,
+        "missed": ["oversell@os-3"],
+        "true_positives": 1,
+        "false_positives": 1,
+        "precision": 0.5,
+        "recall": 0.5,
+    }
     f = d["current"]["rules"]["failures"]["score"]
-    assert f == {"kind": "failure-ratio", "anomalies": 1, "detected": 1, "missed": [],
-                 "true_positives": 1, "false_positives": 1, "precision": 0.5, "recall": 1.0}
+    assert f == {
+        "kind": "failure-ratio",
+        "anomalies": 1,
+        "detected": 1,
+        "missed": [],
+        "true_positives": 1,
+        "false_positives": 1,
+        "precision": 0.5,
+        "recall": 1.0,
+    }
     tp = next(e for e in bt.current.rules["failures"].episodes if e.group == {"merchant_id": "M-1"})
     assert tp.verdict == "tp" and tp.anomalies == ["failure-ratio@fr-1"]
     assert not {"fr-1", "fr-2"} & set(tp.evidence)  # matched by (b), not by evidence
     assert d["current"]["rules"]["unmapped"]["score"] is None
-    assert d["current"]["totals"]["score"] == {"true_positives": 2, "false_positives": 2, "anomalies": 3, "detected": 2,
-                                               "precision": 0.5, "recall": 0.6667}
+    assert d["current"]["totals"]["score"] == {
+        "true_positives": 2,
+        "false_positives": 2,
+        "anomalies": 3,
+        "detected": 2,
+        "precision": 0.5,
+        "recall": 0.6667,
+    }
 
 
 def test_default_rules_on_simulated_traffic(sim_file: Path):
     d = backtest([str(sim_file)], DEFAULT_RULES).to_dict()
     lab = d["labels"]
     assert lab["kinds"] == {
-        "complaint-surge": {"anomalies": 1, "events": 50}, "error-burst": {"anomalies": 1, "events": 17},
-        "failure-ratio": {"anomalies": 1, "events": 150}, "oversell": {"anomalies": 1, "events": 7},
-        "payment-spike": {"anomalies": 1, "events": 3}, "price-drop": {"anomalies": 1, "events": 5}}
+        "complaint-surge": {"anomalies": 1, "events": 50},
+        "error-burst": {"anomalies": 1, "events": 17},
+        "failure-ratio": {"anomalies": 1, "events": 150},
+        "oversell": {"anomalies": 1, "events": 7},
+        "payment-spike": {"anomalies": 1, "events": 3},
+        "price-drop": {"anomalies": 1, "events": 5},
+    }
     rules = d["current"]["rules"]
-    for rid, kind in [("negative-stock", "oversell"), ("order-price-swing", "price-drop"),
-                      ("payment-amount-swing", "payment-spike"), ("complaint-surge", "complaint-surge"),
-                      ("payment-failure-ratio", "failure-ratio"), ("payment-error-burst", "error-burst")]:
+    for rid, kind in [
+        ("negative-stock", "oversell"),
+        ("order-price-swing", "price-drop"),
+        ("payment-amount-swing", "payment-spike"),
+        ("complaint-surge", "complaint-surge"),
+        ("payment-failure-ratio", "failure-ratio"),
+        ("payment-error-burst", "error-burst"),
+    ]:
         s = rules[rid]["score"]
         assert s["kind"] == kind, rid
         assert (s["precision"], s["recall"], s["missed"]) == (1.0, 1.0, []), (rid, s)

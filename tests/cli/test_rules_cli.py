@@ -83,6 +83,7 @@ def test_rules_list_shows_owner_and_state():
 def test_every_shipped_rule_has_unit_tests_and_they_pass():
     tested = set()
     import yaml
+
     for f in Path("rules/tests").glob("*.test.yaml"):
         for t in yaml.safe_load(f.read_text())["tests"]:
             tested.update(t.get("rules", []))
@@ -94,7 +95,7 @@ def test_every_shipped_rule_has_unit_tests_and_they_pass():
 
 def test_rules_test_failure_shows_the_difference_and_exits_1(tmp_path):
     (tmp_path / "r.test.yaml").write_text(f"""
-rule_files: [{Path('rules').resolve()}]
+rule_files: [{Path("rules").resolve()}]
 start: 2026-06-18T00:00:00+08:00
 tests:
   - name: expects the wrong value
@@ -114,7 +115,8 @@ def test_usage_errors_name_what_is_wrong():
 
     p = cli("rules", "test", "no-such.test.yaml")
     assert p.returncode == 2 and "no-such.test.yaml: no such test file" in p.stderr
-    p = subprocess.run(ANOMALYD + ["run"], capture_output=True, text=True,
-                       env={**os.environ, "ANOMALYD_CHECKPOINT_INTERVAL": "5"})
+    p = subprocess.run(
+        ANOMALYD + ["run"], capture_output=True, text=True, env={**os.environ, "ANOMALYD_CHECKPOINT_INTERVAL": "5"}
+    )
     assert p.returncode == 2
     assert "ANOMALYD_CHECKPOINT_INTERVAL: bad duration '5'" in p.stderr

@@ -35,8 +35,11 @@ def test_typo_expect_alert_is_an_error_with_place_and_did_you_mean(tmp_path):
 
 
 def test_bogus_and_misspelt_keys_everywhere_are_errors(tmp_path):
-    f, p = rules_test(tmp_path, GOOD_TEST.replace("available: -4}", "available: -4, warehose: X}")
-                      + "    expect_commandz: []\n    bogus_key: 1\n    expect_alerts:\n      - {rule_id: negative-stock, valu: -4}\n")
+    f, p = rules_test(
+        tmp_path,
+        GOOD_TEST.replace("available: -4}", "available: -4, warehose: X}")
+        + "    expect_commandz: []\n    bogus_key: 1\n    expect_alerts:\n      - {rule_id: negative-stock, valu: -4}\n",
+    )
     assert p.returncode == 1
     out = p.stdout
     assert f"{f}:7:62: unknown key 'warehose' in an inventory input; did you mean 'warehouse'?" in out
@@ -48,8 +51,10 @@ def test_bogus_and_misspelt_keys_everywhere_are_errors(tmp_path):
 
 def test_top_level_typo_and_bad_values(tmp_path):
     f = tmp_path / "t.test.yaml"
-    f.write_text(f"rule_file: [{RULES}]\nstart: 2026-06-18T00:00:00+08:00\ntests:\n"
-                 "  - input:\n      - {topic: inventory, ts: '+1x', repeat: 0, every: 1 min, sku: S, available: 1}\n")
+    f.write_text(
+        f"rule_file: [{RULES}]\nstart: 2026-06-18T00:00:00+08:00\ntests:\n"
+        "  - input:\n      - {topic: inventory, ts: '+1x', repeat: 0, every: 1 min, sku: S, available: 1}\n"
+    )
     p = subprocess.run(ANOMALYD + ["rules", "test", str(f), "--no-snippet"], capture_output=True, text=True)
     assert p.returncode == 1
     lines = p.stdout.splitlines()
@@ -69,13 +74,16 @@ def test_yaml_syntax_error_points_at_the_unclosed_bracket(tmp_path):
 
 
 def test_a_refused_input_event_fails_the_test_with_its_reason(tmp_path):
-    f, p = rules_test(tmp_path, """  - name: refused
+    f, p = rules_test(
+        tmp_path,
+        """  - name: refused
     rules: [negative-stock]
     input:
       - {topic: inventory, ts: "ten minutes", sku: S, available: -4}
       - {topic: inventry, ts: "+1m", sku: S, available: -4}
     expect_alerts: []
-""")
+""",
+    )
     assert p.returncode == 1
     out = p.stdout
     assert "input refused by the engine (2; add expect_dead_letters if that is the point)" in out
@@ -84,12 +92,15 @@ def test_a_refused_input_event_fails_the_test_with_its_reason(tmp_path):
 
 
 def test_expected_dead_letters_still_pass(tmp_path):
-    _, p = rules_test(tmp_path, """  - name: refused on purpose
+    _, p = rules_test(
+        tmp_path,
+        """  - name: refused on purpose
     rules: [negative-stock]
     input:
       - {topic: inventory, ts: "ten minutes", sku: S, available: -4}
     expect_dead_letters: [{reason_code: invalid_field}]
-""")
+""",
+    )
     assert p.returncode == 0, p.stdout
 
 

@@ -17,7 +17,8 @@ def test_old_names_still_set_the_renamed_settings(monkeypatch, tmp_path):
     assert deprecated_settings() == [
         "ANOMALYD_TOPIC_ROUTED is deprecated (renamed ANOMALYD_TOPIC_REPARTITION; the old name goes in 0.3.0)",
         "ANOMALYD_TOPIC_STATE is deprecated (renamed ANOMALYD_TOPIC_CHECKPOINT_STORE; the old name goes in 0.3.0)",
-        "ANOMALYD_SNAPSHOT_INTERVAL is deprecated (renamed ANOMALYD_CHECKPOINT_INTERVAL; the old name goes in 0.3.0)"]
+        "ANOMALYD_SNAPSHOT_INTERVAL is deprecated (renamed ANOMALYD_CHECKPOINT_INTERVAL; the old name goes in 0.3.0)",
+    ]
 
 
 def test_the_new_name_wins_and_the_warning_says_so(monkeypatch, tmp_path):
@@ -25,8 +26,10 @@ def test_the_new_name_wins_and_the_warning_says_so(monkeypatch, tmp_path):
     (tmp_path / ".env").write_text("ANOMALYD_TOPIC_ROUTED=old\n")
     monkeypatch.setenv("ANOMALYD_TOPIC_REPARTITION", "new")
     assert Settings().topic_repartition == "new"
-    assert deprecated_settings() == ["ANOMALYD_TOPIC_ROUTED is deprecated (renamed ANOMALYD_TOPIC_REPARTITION; "
-                                     "the old name goes in 0.3.0); ignored, ANOMALYD_TOPIC_REPARTITION is given"]
+    assert deprecated_settings() == [
+        "ANOMALYD_TOPIC_ROUTED is deprecated (renamed ANOMALYD_TOPIC_REPARTITION; "
+        "the old name goes in 0.3.0); ignored, ANOMALYD_TOPIC_REPARTITION is given"
+    ]
 
 
 def test_defaults_and_keywords_are_unchanged(monkeypatch, tmp_path):
@@ -35,5 +38,9 @@ def test_defaults_and_keywords_are_unchanged(monkeypatch, tmp_path):
         monkeypatch.delenv(old, raising=False)
     s = Settings()
     # The internal topics keep their names: a running deployment's checkpoints point into them.
-    assert (s.topic_repartition, s.topic_checkpoint_store, s.checkpoint_interval) == ("anomalyd-routed", "anomalyd-state", "5s")
+    assert (s.topic_repartition, s.topic_checkpoint_store, s.checkpoint_interval) == (
+        "anomalyd-routed",
+        "anomalyd-state",
+        "5s",
+    )
     assert Settings(checkpoint_interval="1s").checkpoint_interval == "1s"

@@ -18,8 +18,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-
-
 def which(name: str) -> str | None:
     """A tool on PATH or next to this interpreter (the venv's bin/)."""
     return shutil.which(name) or shutil.which(name, path=os.path.dirname(sys.executable))
@@ -48,8 +46,21 @@ def exported_metric_names() -> set[str]:
 
 
 _FUNCS_AND_KEYWORDS = {
-    "and", "or", "unless", "bool", "offset", "by", "without", "on", "ignoring", "group_left", "group_right",
-    "inf", "nan", "Inf", "NaN",
+    "and",
+    "or",
+    "unless",
+    "bool",
+    "offset",
+    "by",
+    "without",
+    "on",
+    "ignoring",
+    "group_left",
+    "group_right",
+    "inf",
+    "nan",
+    "Inf",
+    "NaN",
 }
 
 
@@ -65,14 +76,20 @@ def promql_metric_names(expr: str) -> set[str]:
     out = set()
     for m in re.finditer(r"(?<![\w.])([a-zA-Z_:][a-zA-Z0-9_:]*)", e):
         name = m.group(1)
-        if re.match(r"\s*\(", e[m.end():]) or name in _FUNCS_AND_KEYWORDS:
+        if re.match(r"\s*\(", e[m.end() :]) or name in _FUNCS_AND_KEYWORDS:
             continue
         out.add(name)
     return out
 
 
-GRAFANA_VARS = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "1h", "$job": ".*", "$instance": ".*",
-                "${datasource}": "prometheus"}
+GRAFANA_VARS = {
+    "$__rate_interval": "1m",
+    "$__interval": "15s",
+    "$__range": "1h",
+    "$job": ".*",
+    "$instance": ".*",
+    "${datasource}": "prometheus",
+}
 
 
 def grafana_to_promql(expr: str) -> str:

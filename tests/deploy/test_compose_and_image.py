@@ -58,9 +58,13 @@ def test_compose_matches_the_compose_spec_schema():
     assert not errors, "\n".join(f"{'/'.join(map(str, e.path))}: {e.message}" for e in errors)
 
 
-@pytest.mark.skipif(not docker_compose_works(), reason="`docker compose` plugin missing (no compose v2 package in Debian bookworm)")
+@pytest.mark.skipif(
+    not docker_compose_works(), reason="`docker compose` plugin missing (no compose v2 package in Debian bookworm)"
+)
 def test_docker_compose_config():
-    r = subprocess.run(["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, timeout=60)
+    r = subprocess.run(
+        ["docker", "compose", "-f", str(COMPOSE), "config", "--quiet"], capture_output=True, text=True, timeout=60
+    )
     assert r.returncode == 0, r.stderr
 
 
@@ -83,7 +87,9 @@ def test_compose_services_wire_up():
         assert re.search(rf"(^|\s){re.escape(topic)}(\s|;|$)", script), f"topic {topic} not created"
     a = s["anomalyd"]
     assert a["depends_on"]["kafka-init"]["condition"] == "service_completed_successfully"
-    assert (ROOT / "deploy" / "compose" / a["build"]["context"] / a["build"]["dockerfile"]).resolve() == ROOT / "Dockerfile"
+    assert (
+        ROOT / "deploy" / "compose" / a["build"]["context"] / a["build"]["dockerfile"]
+    ).resolve() == ROOT / "Dockerfile"
     env = a["environment"]
     assert set(env) <= SETTINGS, set(env) - SETTINGS
     assert env["ANOMALYD_BOOTSTRAP_SERVERS"] == "kafka:9092" and env["ANOMALYD_METRICS_HOST"] == "0.0.0.0"
@@ -102,7 +108,11 @@ def test_compose_services_wire_up():
 
 def test_prometheus_and_grafana_get_the_deploy_files():
     s = compose()["services"]
-    mounts = {m.split(":")[1]: (COMPOSE.parent / m.split(":")[0]).resolve() for m in s["prometheus"]["volumes"] if m.startswith(".")}
+    mounts = {
+        m.split(":")[1]: (COMPOSE.parent / m.split(":")[0]).resolve()
+        for m in s["prometheus"]["volumes"]
+        if m.startswith(".")
+    }
     assert mounts["/etc/prometheus/anomalyd-rules.yml"] == DEPLOY / "prometheus" / "anomalyd-rules.yml"
     cfg = yaml.safe_load(mounts["/etc/prometheus/prometheus.yml"].read_text())
     assert cfg["rule_files"] == ["anomalyd-rules.yml"]
@@ -139,7 +149,9 @@ def build_context() -> set[str]:
             hit = False
             for i in range(1, len(parts) + 1):  # a pattern matching a parent directory matches the file
                 prefix = "/".join(parts[:i])
-                if fnmatch.fnmatchcase(prefix, pat) or (pat.startswith("**/") and fnmatch.fnmatchcase(parts[i - 1], pat[3:])):
+                if fnmatch.fnmatchcase(prefix, pat) or (
+                    pat.startswith("**/") and fnmatch.fnmatchcase(parts[i - 1], pat[3:])
+                ):
                     hit = True
                     break
             if hit:
@@ -174,10 +186,14 @@ def test_build_context_holds_what_the_dockerfile_copies():
     for i, v in dockerfile():
         if i == "COPY":
             for src in v.split()[:-1]:
-                assert any(f == src or f.startswith(src.rstrip("/") + "/") for f in ctx), f"COPY {src}: not in the build context"
+                assert any(f == src or f.startswith(src.rstrip("/") + "/") for f in ctx), (
+                    f"COPY {src}: not in the build context"
+                )
     # what `pip install` needs: pyproject, the readme it names, the package; and nothing heavy
     pyproject = (ROOT / "pyproject.toml").read_text()
     readme = re.search(r'^readme\s*=\s*"([^"]+)"', pyproject, re.M).group(1)
     assert {"pyproject.toml", readme, "anomalyd/__init__.py", "anomalyd/surfaces/metrics.py"} <= ctx
-    assert not any(f.startswith((".venv/", "tests/", "bench/")) or "__pycache__" in f or f.endswith("-data") for f in ctx)
+    assert not any(
+        f.startswith((".venv/", "tests/", "bench/")) or "__pycache__" in f or f.endswith("-data") for f in ctx
+    )
     assert not any(p.split("/")[0].endswith("-data") for p in ctx)

@@ -59,7 +59,7 @@ def test_watcher_sees_a_configmap_symlink_swap(tmp_path):
     assert good == [] and bad == []  # nothing changed yet
 
     # an edit of the same key, same size (value 0 -> 5): only the mtime tells
-    edited = GOOD.replace('value: 0', 'value: 5')
+    edited = GOOD.replace("value: 0", "value: 5")
     assert edited != GOOD and len(edited) == len(GOOD)
     vol.publish({"inventory.yaml": edited})
     w.check()

@@ -65,9 +65,15 @@ def test_dashboard_parses_and_is_well_formed():
 
 def test_dashboard_covers_what_the_issue_asks_for():
     used = {m for _, e in panel_exprs(dashboard()) for m in promql_metric_names(e)}
-    for metric in ("anomalyd_events_consumed_total", "anomalyd_alerts_total", "anomalyd_breakers_open",
-                   "anomalyd_event_to_alert_latency_seconds_bucket", "anomalyd_events_invalid_total",
-                   "anomalyd_rule_reload_failures_total", "anomalyd_stream_time_seconds"):
+    for metric in (
+        "anomalyd_events_consumed_total",
+        "anomalyd_alerts_total",
+        "anomalyd_breakers_open",
+        "anomalyd_event_to_alert_latency_seconds_bucket",
+        "anomalyd_events_invalid_total",
+        "anomalyd_rule_reload_failures_total",
+        "anomalyd_stream_time_seconds",
+    ):
         assert metric in used, metric
     exprs = " ".join(e for _, e in panel_exprs(dashboard()))
     assert "sum by (topic)" in exprs and "sum by (reason)" in exprs and "sum by (rule_id, severity" in exprs
@@ -87,7 +93,10 @@ def test_every_expr_uses_only_metrics_anomalyd_exports():
 @needs_promtool
 def test_every_expr_is_valid_promql(tmp_path):
     # promtool parses each expression (Grafana variables substituted) as a recording rule.
-    rules = [{"record": f"dashboard:expr{i}", "expr": grafana_to_promql(e)} for i, (_, e) in enumerate(panel_exprs(dashboard()))]
+    rules = [
+        {"record": f"dashboard:expr{i}", "expr": grafana_to_promql(e)}
+        for i, (_, e) in enumerate(panel_exprs(dashboard()))
+    ]
     f = tmp_path / "dashboard-exprs.yml"
     f.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     r = subprocess.run([PROMTOOL, "check", "rules", str(f)], capture_output=True, text=True, timeout=60)

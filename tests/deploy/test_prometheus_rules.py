@@ -46,9 +46,16 @@ def test_promtool_test_rules():
 
 def test_every_alert_has_firing_and_not_firing_unit_tests():
     rules = [r["alert"] for g in yaml.safe_load(RULES.read_text())["groups"] for r in g["rules"]]
-    assert set(rules) == {"AnomalydDown", "AnomalydNotReady", "AnomalydDeadLetterRateHigh", "AnomalydRuleReloadFailed",
-                          "AnomalydAlertLatencyHigh", "AnomalydCheckpointStale", "AnomalydEventTimeBehind",
-                          "AnomalydConsumerLagHigh"}
+    assert set(rules) == {
+        "AnomalydDown",
+        "AnomalydNotReady",
+        "AnomalydDeadLetterRateHigh",
+        "AnomalydRuleReloadFailed",
+        "AnomalydAlertLatencyHigh",
+        "AnomalydCheckpointStale",
+        "AnomalydEventTimeBehind",
+        "AnomalydConsumerLagHigh",
+    }
     tests = yaml.safe_load((PROM / "anomalyd-rules.test.yml").read_text())["tests"]
     fired: dict[str, set] = {r: set() for r in rules}
     for t in tests:
@@ -69,12 +76,16 @@ def test_rules_use_only_exported_metrics_and_carry_severity_and_summary():
 def test_prometheusrule_for_the_operator_equals_the_rules_file():
     cr = yaml.safe_load((DEPLOY / "k8s" / "prometheusrule.yaml").read_text())
     assert cr["kind"] == "PrometheusRule" and cr["apiVersion"] == "monitoring.coreos.com/v1"
-    assert cr["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"], \
+    assert cr["spec"]["groups"] == yaml.safe_load(RULES.read_text())["groups"], (
         "deploy/k8s/prometheusrule.yaml differs from deploy/prometheus/anomalyd-rules.yml"
+    )
 
 
 def test_scrape_configs_use_the_job_name_the_rules_select():
-    for path, target in ((PROM / "prometheus.yml", "127.0.0.1:9108"), (DEPLOY / "compose" / "prometheus.yml", "anomalyd:9108")):
+    for path, target in (
+        (PROM / "prometheus.yml", "127.0.0.1:9108"),
+        (DEPLOY / "compose" / "prometheus.yml", "anomalyd:9108"),
+    ):
         cfg = yaml.safe_load(path.read_text())
         job = next(j for j in cfg["scrape_configs"] if j["job_name"] == "anomalyd")
         assert job["static_configs"][0]["targets"] == [target]

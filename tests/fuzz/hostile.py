@@ -17,8 +17,15 @@ import time
 from typing import Iterator
 
 BASE = {
-    "orders": {"order_id": "O-1", "sku": "SKU-1", "quantity": 2, "unit_price": 19.9, "status": "paid",
-               "merchant_id": "M-1", "channel": "app"},
+    "orders": {
+        "order_id": "O-1",
+        "sku": "SKU-1",
+        "quantity": 2,
+        "unit_price": 19.9,
+        "status": "paid",
+        "merchant_id": "M-1",
+        "channel": "app",
+    },
     "inventory": {"sku": "SKU-1", "available": 40, "warehouse": "WH-1"},
     "payments": {"payment_id": "P-1", "order_id": "O-1", "amount": 39.8, "status": "succeeded", "merchant_id": "M-1"},
     "complaints": {"ticket_id": "T-1", "category": "quality", "sku": "SKU-1"},
@@ -27,14 +34,29 @@ SOURCES = list(BASE)
 
 # kind -> weight; "valid" keeps the stream moving, the rest is hostile.
 KINDS = {
-    "valid": 30, "missing_field": 10, "wrong_type": 10, "number_as_string": 5, "nan_inf": 5, "huge_int": 3,
-    "ts_past": 4, "ts_future": 4, "ts_garbage": 4, "duplicate_id": 5, "extra_fields": 4, "random_bytes": 4,
-    "bad_utf8": 2, "empty": 1, "not_object": 3, "deep_nesting": 0.2, "huge_string": 0.2,
+    "valid": 30,
+    "missing_field": 10,
+    "wrong_type": 10,
+    "number_as_string": 5,
+    "nan_inf": 5,
+    "huge_int": 3,
+    "ts_past": 4,
+    "ts_future": 4,
+    "ts_garbage": 4,
+    "duplicate_id": 5,
+    "extra_fields": 4,
+    "random_bytes": 4,
+    "bad_utf8": 2,
+    "empty": 1,
+    "not_object": 3,
+    "deep_nesting": 0.2,
+    "huge_string": 0.2,
 }
 
 
-def hostile_records(n: int, seed: int = 7, t0: int | None = None, step_ms: int = 50,
-                    big: bool = True) -> Iterator[tuple[str, bytes, str]]:
+def hostile_records(
+    n: int, seed: int = 7, t0: int | None = None, step_ms: int = 50, big: bool = True
+) -> Iterator[tuple[str, bytes, str]]:
     """Yield n (source, raw value, kind). Valid events advance by up to
     `step_ms` of event time, from `t0` (default: live traffic, ending about
     now by the wall clock, as the service sees it). `big` allows the
@@ -74,8 +96,16 @@ def hostile_records(n: int, seed: int = 7, t0: int | None = None, step_ms: int =
         elif kind == "ts_past":
             rec["ts"] = rng.choice([0, 1, ts - 3_600_000, ts - 86_400_000 * 365, "1970-01-01T00:00:00Z", -1])
         elif kind == "ts_future":  # ahead of the stream; all but the first also of the wall clock
-            rec["ts"] = rng.choice([ts + 86_400_000 * 2, now + 86_400_000 * 2, now + 86_400_000 * 3650,
-                                    253_402_300_799_999, 10**15, "9999-12-31T23:59:59Z"])
+            rec["ts"] = rng.choice(
+                [
+                    ts + 86_400_000 * 2,
+                    now + 86_400_000 * 2,
+                    now + 86_400_000 * 3650,
+                    253_402_300_799_999,
+                    10**15,
+                    "9999-12-31T23:59:59Z",
+                ]
+            )
         elif kind == "ts_garbage":
             rec["ts"] = rng.choice(["yesterday", "2026-13-45T00:00:00Z", "", "2026-06-18", "NaN", 1.5e300, "1e3"])
         elif kind == "duplicate_id" and ids:

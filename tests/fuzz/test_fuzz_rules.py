@@ -19,10 +19,50 @@ IDS = {}
 for _lr in load_rules("rules").rules:
     IDS.setdefault(Path(_lr.file).name, set()).add(_lr.rule.id)
 ERROR = re.compile(r"^.+:\d+:\d+: .+$")
-TOKENS = ["id", "type", "window", "pct", "value", "op", "field", "group_by", "where", "breaker", "scope", "ttl",
-          "!!python/object/apply:os.system ['touch /tmp/anomalyd-pwned']", "&a [1, 2]", "*a", "*b", "~", "[]", "{}",
-          "- ", ": ", "\t", "'", '"', "{", "]", "10x", "-1", "1e999", ".nan", "yes", "no", "P9", "count", "surge",
-          "\x00", "é", "\\u0000", "<<: *a", "? complex", "|", ">"]
+TOKENS = [
+    "id",
+    "type",
+    "window",
+    "pct",
+    "value",
+    "op",
+    "field",
+    "group_by",
+    "where",
+    "breaker",
+    "scope",
+    "ttl",
+    "!!python/object/apply:os.system ['touch /tmp/anomalyd-pwned']",
+    "&a [1, 2]",
+    "*a",
+    "*b",
+    "~",
+    "[]",
+    "{}",
+    "- ",
+    ": ",
+    "\t",
+    "'",
+    '"',
+    "{",
+    "]",
+    "10x",
+    "-1",
+    "1e999",
+    ".nan",
+    "yes",
+    "no",
+    "P9",
+    "count",
+    "surge",
+    "\x00",
+    "é",
+    "\\u0000",
+    "<<: *a",
+    "? complex",
+    "|",
+    ">",
+]
 
 
 @st.composite
@@ -46,7 +86,7 @@ def mutated(draw):
             lines[i] = re.sub(r":\s.*$", lambda m, tok=tok: ": " + tok, lines[i]) if ":" in lines[i] else tok
         elif op == "misspell" and lines[i].strip():
             k = draw(st.integers(0, len(lines[i]) - 1))
-            lines[i] = lines[i][:k] + lines[i][k + 1:]
+            lines[i] = lines[i][:k] + lines[i][k + 1 :]
         elif op == "indent":
             lines[i] = draw(st.sampled_from(["", " ", "   ", "\t"])) + lines[i].lstrip()
         if not lines:
@@ -54,7 +94,11 @@ def mutated(draw):
     return name, "\n".join(lines) + "\n"
 
 
-@settings(max_examples=examples(300), deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=examples(300),
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(case=mutated())
 def test_mutated_rule_files_load_cleanly_or_fail_with_positions(tmp_path_factory, case):
     name, text = case
@@ -88,16 +132,21 @@ def test_alias_bomb_and_a_very_long_file_are_refused_quickly(tmp_path):
     # that a hang or an exponential expansion would blow), so other load on the
     # machine cannot fail it.
     bomb = "a: &a [x,x,x,x,x,x,x,x,x]\n" + "".join(
-        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefghijk", "bcdefghijkl", strict=True))
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n"
+        for p, c in zip("abcdefghijk", "bcdefghijkl", strict=True)
+    )
     (tmp_path / "bomb.yaml").write_text(bomb + "rules: []\n")
     t0 = time.process_time()
     with pytest.raises(RuleLoadError) as refused:
         load_rules(tmp_path)
     assert [f"{Path(e.file).name}:{e.line}:{e.col}: {e.message}" for e in refused.value.errors] == [
-        "bomb.yaml:1:1: document expands to more than 200000 nodes (alias bomb?)"]
+        "bomb.yaml:1:1: document expands to more than 200000 nodes (alias bomb?)"
+    ]
     assert time.process_time() - t0 < 5
     (tmp_path / "bomb.yaml").unlink()
-    (tmp_path / "long.yaml").write_text("rules:\n" + "  - {id: r, source: orders, type: absence, window: 5m}\n" * 10_000)
+    (tmp_path / "long.yaml").write_text(
+        "rules:\n" + "  - {id: r, source: orders, type: absence, window: 5m}\n" * 10_000
+    )
     t0 = time.process_time()
     with pytest.raises(RuleLoadError) as refused:  # 10,000 rules with one id
         load_rules(tmp_path)

@@ -48,30 +48,74 @@ UNSUPPORTED_SASL_MECHANISM, ILLEGAL_SASL_STATE, SASL_AUTHENTICATION_FAILED = 33,
 # throwaway certificates (openssl CLI; nothing is written outside `where`)
 # --------------------------------------------------------------------------
 
+
 def make_pki(where: Path) -> dict[str, Path]:
     """A CA, a server certificate for 127.0.0.1/localhost, a client
     certificate, and a second CA that signed none of them. EC keys (fast)."""
     if shutil.which("openssl") is None:
         raise RuntimeError("openssl not found")
     where.mkdir(parents=True, exist_ok=True)
-    p = {n: where / n for n in ("ca.pem", "ca.key", "other-ca.pem", "other-ca.key", "server.pem", "server.key",
-                                "client.pem", "client.key")}
+    p = {
+        n: where / n
+        for n in (
+            "ca.pem",
+            "ca.key",
+            "other-ca.pem",
+            "other-ca.key",
+            "server.pem",
+            "server.key",
+            "client.pem",
+            "client.key",
+        )
+    }
 
     def run(*args: str) -> None:
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=where)
 
     ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
     for name in ("ca", "other-ca"):
-        run("req", "-x509", *ec, "-keyout", str(p[f"{name}.key"]), "-out", str(p[f"{name}.pem"]), "-days", "2",
-            "-subj", f"/CN=anomalyd test {name}", "-addext", "basicConstraints=critical,CA:TRUE",
-            "-addext", "keyUsage=critical,keyCertSign,cRLSign")
-    for name, ext in (("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
-                      ("client", "extendedKeyUsage=clientAuth\n")):
-        (where / f"{name}.ext").write_text("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n"
-                                           "authorityKeyIdentifier=keyid\n" + ext)
+        run(
+            "req",
+            "-x509",
+            *ec,
+            "-keyout",
+            str(p[f"{name}.key"]),
+            "-out",
+            str(p[f"{name}.pem"]),
+            "-days",
+            "2",
+            "-subj",
+            f"/CN=anomalyd test {name}",
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+        )
+    for name, ext in (
+        ("server", "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n"),
+        ("client", "extendedKeyUsage=clientAuth\n"),
+    ):
+        (where / f"{name}.ext").write_text(
+            "basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nauthorityKeyIdentifier=keyid\n" + ext
+        )
         run("req", *ec, "-keyout", str(p[f"{name}.key"]), "-out", f"{name}.csr", "-subj", f"/CN=anomalyd-{name}")
-        run("x509", "-req", "-in", f"{name}.csr", "-CA", str(p["ca.pem"]), "-CAkey", str(p["ca.key"]),
-            "-CAcreateserial", "-out", str(p[f"{name}.pem"]), "-days", "2", "-extfile", f"{name}.ext")
+        run(
+            "x509",
+            "-req",
+            "-in",
+            f"{name}.csr",
+            "-CA",
+            str(p["ca.pem"]),
+            "-CAkey",
+            str(p["ca.key"]),
+            "-CAcreateserial",
+            "-out",
+            str(p[f"{name}.pem"]),
+            "-days",
+            "2",
+            "-extfile",
+            f"{name}.ext",
+        )
     return p
 
 
@@ -87,6 +131,7 @@ def server_context(pki: dict[str, Path], require_client_cert: bool = False) -> s
 # --------------------------------------------------------------------------
 # SCRAM, the server's side
 # --------------------------------------------------------------------------
+
 
 def scram_credential(password: str, mechanism: str, salt: bytes | None = None, iterations: int = ITERATIONS):
     """(salt, iterations, StoredKey, ServerKey): what a broker stores; not the password."""
@@ -146,6 +191,7 @@ class ScramServer:
 # Kafka framing (only what the SASL requests need)
 # --------------------------------------------------------------------------
 
+
 def _uvarint(buf: bytes, pos: int) -> tuple[int, int]:
     shift = value = 0
     while True:
@@ -183,9 +229,9 @@ def _parse_request(frame: bytes) -> tuple[int, int, int, bytes]:
 def _auth_bytes(version: int, body: bytes) -> bytes:
     if version >= 2:
         n, pos = _uvarint(body, 0)
-        return body[pos:pos + n - 1]
+        return body[pos : pos + n - 1]
     (n,) = struct.unpack(">i", body[:4])
-    return body[4:4 + n]
+    return body[4 : 4 + n]
 
 
 def _handshake_response(correlation_id: int, error: int, mechanisms) -> bytes:
@@ -198,8 +244,16 @@ def _handshake_response(correlation_id: int, error: int, mechanisms) -> bytes:
 def _authenticate_response(correlation_id: int, version: int, error: int, message: str | None, data: bytes) -> bytes:
     if version >= 2:
         msg = b"\x00" if message is None else _put_uvarint(len(message.encode()) + 1) + message.encode()
-        return (struct.pack(">i", correlation_id) + b"\x00" + struct.pack(">h", error) + msg
-                + _put_uvarint(len(data) + 1) + data + struct.pack(">q", 0) + b"\x00")
+        return (
+            struct.pack(">i", correlation_id)
+            + b"\x00"
+            + struct.pack(">h", error)
+            + msg
+            + _put_uvarint(len(data) + 1)
+            + data
+            + struct.pack(">q", 0)
+            + b"\x00"
+        )
     msg = struct.pack(">h", -1) if message is None else struct.pack(">h", len(message.encode())) + message.encode()
     out = struct.pack(">ih", correlation_id, error) + msg + struct.pack(">i", len(data)) + data
     return out + (struct.pack(">q", 0) if version >= 1 else b"")
@@ -218,10 +272,16 @@ def _write_frame(writer: asyncio.StreamWriter, payload: bytes) -> None:
 # the front
 # --------------------------------------------------------------------------
 
+
 class KafkaFront:
-    def __init__(self, *, users: dict[str, str] | None = None,
-                 mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-512"),
-                 ssl_context: ssl.SSLContext | None = None, host: str = "127.0.0.1"):
+    def __init__(
+        self,
+        *,
+        users: dict[str, str] | None = None,
+        mechanisms: tuple[str, ...] = ("SCRAM-SHA-256", "SCRAM-SHA-512"),
+        ssl_context: ssl.SSLContext | None = None,
+        host: str = "127.0.0.1",
+    ):
         """``users``: name -> password for SASL/SCRAM (None: no SASL);
         ``ssl_context``: a server context for TLS (None: plaintext)."""
         self.upstream_host, self.upstream_port = "", 0
@@ -250,8 +310,9 @@ class KafkaFront:
         return self
 
     async def _listen(self) -> None:
-        self.server = await asyncio.start_server(self._client, self.host, self.port, ssl=self.ssl_context,
-                                                 reuse_address=True)
+        self.server = await asyncio.start_server(
+            self._client, self.host, self.port, ssl=self.ssl_context, reuse_address=True
+        )
 
     def stop(self) -> None:
         async def close():
@@ -259,6 +320,7 @@ class KafkaFront:
             for t in list(self.tasks):
                 t.cancel()
             await asyncio.sleep(0)
+
         asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(10)
@@ -299,10 +361,11 @@ class KafkaFront:
                 _write_frame(writer, await _read_frame(up_reader))
             elif api_key == SASL_HANDSHAKE:
                 (n,) = struct.unpack(">h", body[:2])
-                asked = body[2:2 + n].decode()
+                asked = body[2 : 2 + n].decode()
                 ok = asked in self.mechanisms and version >= 1  # v0's unframed tokens are not served
-                _write_frame(writer, _handshake_response(corr, 0 if ok else UNSUPPORTED_SASL_MECHANISM,
-                                                         self.mechanisms))
+                _write_frame(
+                    writer, _handshake_response(corr, 0 if ok else UNSUPPORTED_SASL_MECHANISM, self.mechanisms)
+                )
                 if not ok:
                     self.failures.append((None, f"mechanism {asked} (handshake v{version})"))
                     await writer.drain()
@@ -317,10 +380,17 @@ class KafkaFront:
                     final = scram.final(token)
                     if final is None:
                         self.failures.append((scram.user, mechanism))
-                        _write_frame(writer, _authenticate_response(
-                            corr, version, SASL_AUTHENTICATION_FAILED,
-                            f"Authentication failed during authentication due to invalid credentials with "
-                            f"SASL mechanism {mechanism}", b""))
+                        _write_frame(
+                            writer,
+                            _authenticate_response(
+                                corr,
+                                version,
+                                SASL_AUTHENTICATION_FAILED,
+                                f"Authentication failed during authentication due to invalid credentials with "
+                                f"SASL mechanism {mechanism}",
+                                b"",
+                            ),
+                        )
                         await writer.drain()
                         return False
                     _write_frame(writer, _authenticate_response(corr, version, 0, None, final))

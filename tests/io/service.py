@@ -30,8 +30,15 @@ def free_port() -> int:
 class Service:
     """One anomalyd service with its own topic names, group and state dir."""
 
-    def __init__(self, bootstrap: str, tmp: Path, rules: str | Path = "rules", partitions: int = 4,
-                 security: dict | None = None, **env: str):
+    def __init__(
+        self,
+        bootstrap: str,
+        tmp: Path,
+        rules: str | Path = "rules",
+        partitions: int = 4,
+        security: dict | None = None,
+        **env: str,
+    ):
         """``security``: kafka client settings for the harness's own topic
         creation and reads (the service takes its own from ``env``)."""
         self.bootstrap = bootstrap
@@ -68,16 +75,20 @@ class Service:
         other = object.__new__(Service)
         other.__dict__.update(self.__dict__)
         other.port = free_port()
-        other.env = {**self.env, "ANOMALYD_METRICS_PORT": str(other.port),
-                     "ANOMALYD_STATE_DIR": str(self.tmp / f"state-{self.tag}-{other.port}")}
+        other.env = {
+            **self.env,
+            "ANOMALYD_METRICS_PORT": str(other.port),
+            "ANOMALYD_STATE_DIR": str(self.tmp / f"state-{self.tag}-{other.port}"),
+        }
         other.proc, other.logs = None, []
         return other
 
     def start(self) -> "Service":
         log = self.tmp / f"run-{self.tag}-{self.port}-{len(self.logs)}.log"
         self.logs.append(log)
-        self.proc = subprocess.Popen([sys.executable, "-m", "anomalyd", "run"], env=self.env,
-                                     stdout=open(log, "w"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "anomalyd", "run"], env=self.env, stdout=open(log, "w"), stderr=subprocess.STDOUT
+        )
         return self
 
     def log(self) -> str:
@@ -94,8 +105,11 @@ class Service:
 
     def metric(self, name: str) -> float:
         _, text = self.get("/metrics")
-        return sum(float(ln.rsplit(" ", 1)[1]) for ln in text.splitlines()
-                   if ln.startswith(name + "{") or ln.startswith(name + " "))
+        return sum(
+            float(ln.rsplit(" ", 1)[1])
+            for ln in text.splitlines()
+            if ln.startswith(name + "{") or ln.startswith(name + " ")
+        )
 
     def processed(self) -> float:
         return self.metric("anomalyd_events_processed_lifetime")  # counters restart with the process
@@ -104,7 +118,9 @@ class Service:
         end = time.time() + timeout
         while time.time() < end:
             if self.proc and self.proc.poll() is not None:
-                raise AssertionError(f"service exited ({self.proc.returncode}) while waiting for {what}:\n{self.log()[-3000:]}")
+                raise AssertionError(
+                    f"service exited ({self.proc.returncode}) while waiting for {what}:\n{self.log()[-3000:]}"
+                )
             if cond():
                 return
             time.sleep(every)
@@ -135,8 +151,14 @@ class Service:
         """Every output record so far: read until nothing new came for
         ``idle_s``. (An overall cap of 1.5 s once cut reads short on a loaded
         CI machine and looked like lost alerts.)"""
-        recs = consume_all(self.bootstrap, [self.topics[t] for t in OUTPUTS], timeout_s, security=self.security,
-                           idle_s=idle_s, first_record_wait_s=max(idle_s, 3.0))
+        recs = consume_all(
+            self.bootstrap,
+            [self.topics[t] for t in OUTPUTS],
+            timeout_s,
+            security=self.security,
+            idle_s=idle_s,
+            first_record_wait_s=max(idle_s, 3.0),
+        )
         back = {v: k for k, v in self.topics.items()}
         out: dict[str, list[dict]] = {t: [] for t in OUTPUTS}
         for topic, _p, _o, key, value in recs:

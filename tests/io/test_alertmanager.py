@@ -22,9 +22,9 @@ from anomalyd.alertmanager.forwarder import AlertmanagerForwarder, alert_labels,
 from tests.io.service import free_port  # noqa: F401  (one helper for every test)
 
 AM_BIN = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
-needs_am = pytest.mark.skipif(AM_BIN is None, reason="Alertmanager binary missing: apt-get install prometheus-alertmanager")
-
-
+needs_am = pytest.mark.skipif(
+    AM_BIN is None, reason="Alertmanager binary missing: apt-get install prometheus-alertmanager"
+)
 
 
 def iso(d: datetime) -> str:
@@ -33,12 +33,25 @@ def iso(d: datetime) -> str:
 
 def record(status: str = "firing", *, started: datetime, ts: datetime, sku: str = "SKU-00094", value=-20) -> dict:
     return {
-        "alert_id": f"id-{status}-{sku}", "fingerprint": f"fp-{sku}", "rule_id": "negative-stock",
-        "rule_version": "f72bbc4353d62277", "severity": "P1", "status": status, "source": "inventory",
-        "group": {"sku": sku}, "value": value, "threshold": 0,
-        "message": f"SKU {sku}: available stock is {value}", "labels": {"team": "supply"},
-        "started_at": iso(started), "ts": iso(ts), "evidence": ["inv-1"], "details": {}, "shadow": False,
-        "runbook": "Check the SKU's flash-sale allocation; restock or keep sales paused.", "owner": "supply-oncall",
+        "alert_id": f"id-{status}-{sku}",
+        "fingerprint": f"fp-{sku}",
+        "rule_id": "negative-stock",
+        "rule_version": "f72bbc4353d62277",
+        "severity": "P1",
+        "status": status,
+        "source": "inventory",
+        "group": {"sku": sku},
+        "value": value,
+        "threshold": 0,
+        "message": f"SKU {sku}: available stock is {value}",
+        "labels": {"team": "supply"},
+        "started_at": iso(started),
+        "ts": iso(ts),
+        "evidence": ["inv-1"],
+        "details": {},
+        "shadow": False,
+        "runbook": "Check the SKU's flash-sale allocation; restock or keep sales paused.",
+        "owner": "supply-oncall",
     }
 
 
@@ -49,8 +62,16 @@ def test_mapping_labels_annotations_and_times():
     r["group"] = {"sku": "SKU-1", "attrs.region": "east", "severity": "odd", "n": 3}
     r["labels"] = {"team": "supply", "sku": "must-not-win"}
     am = to_alertmanager(r, now=now, firing_ttl_s=240)
-    assert am["labels"] == {"alertname": "negative-stock", "severity": "P1", "source": "inventory", "team": "supply",
-                            "sku": "SKU-1", "attrs_region": "east", "group_severity": "odd", "n": "3"}
+    assert am["labels"] == {
+        "alertname": "negative-stock",
+        "severity": "P1",
+        "source": "inventory",
+        "team": "supply",
+        "sku": "SKU-1",
+        "attrs_region": "east",
+        "group_severity": "odd",
+        "n": "3",
+    }
     assert am["annotations"]["summary"] == am["annotations"]["message"] == "SKU SKU-00094: available stock is -20"
     assert am["annotations"]["runbook"].startswith("Check the SKU")
     assert (am["annotations"]["value"], am["annotations"]["threshold"]) == ("-20", "0")
@@ -104,9 +125,18 @@ receivers:
         send_resolved: true
 """)
     log = open(tmp_path / "alertmanager.log", "w")
-    proc = subprocess.Popen([AM_BIN, f"--config.file={cfg}", f"--storage.path={tmp_path / 'am-data'}",
-                             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-                             "--log.level=warn"], stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [
+            AM_BIN,
+            f"--config.file={cfg}",
+            f"--storage.path={tmp_path / 'am-data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--cluster.listen-address=",
+            "--log.level=warn",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         end = time.time() + 15
@@ -162,15 +192,22 @@ def test_firing_then_resolved_reaches_a_real_alertmanager(alertmanager):
         assert len(got) == 1
         a = got[0]
         assert a["status"]["state"] == "active"
-        assert a["labels"] == {"alertname": "negative-stock", "severity": "P1", "source": "inventory",
-                               "team": "supply", "sku": "SKU-00094"}
+        assert a["labels"] == {
+            "alertname": "negative-stock",
+            "severity": "P1",
+            "source": "inventory",
+            "team": "supply",
+            "sku": "SKU-00094",
+        }
         assert a["annotations"]["summary"] == "SKU SKU-00094: available stock is -20"
         assert a["annotations"]["runbook"] == firing["runbook"]
         assert a["annotations"]["value"] == "-20"
         assert datetime.fromisoformat(a["startsAt"].replace("Z", "+00:00")) == now - timedelta(minutes=2)
         first_end = a["endsAt"]
         # still firing: the forwarder re-sends it, pushing endsAt forward
-        await until(lambda: am_alerts(base, "negative-stock")[0]["endsAt"] > first_end, 10, "a re-send extending endsAt")
+        await until(
+            lambda: am_alerts(base, "negative-stock")[0]["endsAt"] > first_end, 10, "a re-send extending endsAt"
+        )
         assert fwd.active
 
         fwd.submit(resolved)
@@ -200,8 +237,9 @@ def test_dead_alertmanager_never_blocks_submit_and_counts_failures():
     url = f"http://127.0.0.1:{free_port()}"  # nothing listens there
 
     async def scenario():
-        fwd = AlertmanagerForwarder(url, max_queue=100, batch_size=10, max_retries=2,
-                                    backoff_initial=0.01, backoff_max=0.02, timeout=1)
+        fwd = AlertmanagerForwarder(
+            url, max_queue=100, batch_size=10, max_retries=2, backoff_initial=0.01, backoff_max=0.02, timeout=1
+        )
         task = asyncio.create_task(fwd.run())
         now = datetime.now(timezone.utc)
         t = time.perf_counter()

@@ -17,9 +17,14 @@ def test_the_service_forwards_firing_and_resolved_alerts(broker, tmp_path, alert
     base, received = alertmanager
     svc = Service(broker.bootstrap, tmp_path, ANOMALYD_ALERTMANAGER_URL=base)
     now = int(time.time() * 1000)
+
     def inv(i, a, ts):
-        return (svc.topics["inventory"], "SKU-AM", json.dumps(
-            {"event_id": f"am-{i}", "ts": ts, "sku": "SKU-AM", "available": a}).encode())
+        return (
+            svc.topics["inventory"],
+            "SKU-AM",
+            json.dumps({"event_id": f"am-{i}", "ts": ts, "sku": "SKU-AM", "available": a}).encode(),
+        )
+
     svc.start()
     try:
         svc.wait_ready()

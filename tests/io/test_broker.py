@@ -63,10 +63,7 @@ def test_ensure_topics_creates_with_partitions_and_is_idempotent(broker, topic_n
 def test_produce_consume_roundtrip_1000_records_4_partitions(broker, topic_name):
     topic = topic_name()
     ensure_topics(broker.bootstrap, {topic: 4})
-    sent = [
-        (topic, f"store-{i % 37}", f'{{"seq": {i}, "amount": {i * 3}}}'.encode())
-        for i in range(1000)
-    ]
+    sent = [(topic, f"store-{i % 37}", f'{{"seq": {i}, "amount": {i * 3}}}'.encode()) for i in range(1000)]
     t0 = time.monotonic()
     assert produce_jsonl(broker.bootstrap, sent) == 1000
     t1 = time.monotonic()

@@ -32,16 +32,20 @@ from tests.io.test_worker import produce_lines, replay
 pytestmark = pytest.mark.kafka
 
 OUTAGE_S = int(os.environ.get("ANOMALYD_TEST_OUTAGE_S", "15"))
-DETECT_S = 10    # /readyz says 503 at the latest this long into the outage
-RECOVER_S = 15   # and 200 again at the latest this long after the broker returns
+DETECT_S = 10  # /readyz says 503 at the latest this long into the outage
+RECOVER_S = 15  # and 200 again at the latest this long after the broker returns
 
 
 @pytest.fixture(scope="module")
 def stream():
     """An hour of seeded simulated traffic (12 alerts, 6 breaker commands, in
     both halves) and its replay: the reference."""
-    lines = subprocess.run([sys.executable, "-m", "anomalyd", "simulate", "--minutes", "60", "--seed", "21"],
-                           capture_output=True, text=True, check=True).stdout.splitlines()
+    lines = subprocess.run(
+        [sys.executable, "-m", "anomalyd", "simulate", "--minutes", "60", "--seed", "21"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     ref = replay(lines)
     assert len(ref["alerts"]) >= 10 and ref["breaker-commands"]
     return lines, ref

@@ -35,11 +35,16 @@ def _metric(port: int, name: str) -> float | None:
 def _run_once(tmp: Path, records: list, log: Path) -> dict:
     mport, kport = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ANOMALYD_")}
-    env.update(ANOMALYD_METRICS_PORT=str(mport), ANOMALYD_EMBEDDED_PORT=str(kport),
-               ANOMALYD_STATE_DIR=str(tmp / "state"), ANOMALYD_RULES_DIR=str(ROOT / "rules"),
-               PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""))
-    p = subprocess.Popen([sys.executable, "-m", "anomalyd", "run"], env=env, cwd=tmp,
-                         stdout=open(log, "w"), stderr=subprocess.STDOUT)
+    env.update(
+        ANOMALYD_METRICS_PORT=str(mport),
+        ANOMALYD_EMBEDDED_PORT=str(kport),
+        ANOMALYD_STATE_DIR=str(tmp / "state"),
+        ANOMALYD_RULES_DIR=str(ROOT / "rules"),
+        PYTHONPATH=str(ROOT) + os.pathsep + env.get("PYTHONPATH", ""),
+    )
+    p = subprocess.Popen(
+        [sys.executable, "-m", "anomalyd", "run"], env=env, cwd=tmp, stdout=open(log, "w"), stderr=subprocess.STDOUT
+    )
     try:
         end = time.time() + 60
         while _metric(mport, "anomalyd_ready") != 1:
@@ -49,16 +54,18 @@ def _run_once(tmp: Path, records: list, log: Path) -> dict:
         while (_metric(mport, "anomalyd_events_consumed_total") or 0) < len(records):
             assert p.poll() is None and time.time() < end, log.read_text()
             time.sleep(0.2)
-        return {"late": _metric(mport, "anomalyd_events_late_total"),
-                "alerts": _metric(mport, "anomalyd_alerts_total")}
+        return {"late": _metric(mport, "anomalyd_events_late_total"), "alerts": _metric(mport, "anomalyd_alerts_total")}
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=20) == 0, log.read_text()
 
 
 def _inv(i: int, ts: int, available: int) -> tuple:
-    return ("inventory", f"S{i}", json.dumps({"event_id": f"e{i}-{ts}", "ts": ts, "sku": f"S{i}",
-                                              "available": available}).encode())
+    return (
+        "inventory",
+        f"S{i}",
+        json.dumps({"event_id": f"e{i}-{ts}", "ts": ts, "sku": f"S{i}", "available": available}).encode(),
+    )
 
 
 def test_a_second_run_on_a_new_embedded_broker_does_not_apply_the_first_runs_state(tmp_path):

@@ -16,7 +16,7 @@ def test_holds_events_until_every_active_partition_has_passed_them():
     b.assign(["a", "b"])
     b.push("a", 10, "a10")
     b.push("a", 30, "a30")
-    assert list(b.ready()) == []            # b has told us nothing yet
+    assert list(b.ready()) == []  # b has told us nothing yet
     b.push("b", 20, "b20")
     assert list(b.ready()) == ["a10", "b20"]
     b.push("b", 40, "b40")
@@ -35,7 +35,7 @@ def test_a_caught_up_partition_stops_holding_back_only_after_the_grace_period():
     assert list(b.ready()) == []
     c.t = 3.1
     assert list(b.ready()) == ["a10"]
-    b.set_caught_up("b", False)              # b has data again: it holds time at its last ts
+    b.set_caught_up("b", False)  # b has data again: it holds time at its last ts
     b.push("a", 50, "a50")
     assert list(b.ready()) == []
 
@@ -46,10 +46,10 @@ def test_after_a_lull_quiet_partitions_get_a_fresh_grace_period():
     b.assign(["a", "b"])
     b.set_caught_up("a", True)
     b.set_caught_up("b", True)
-    c.t = 100.0                               # long silence, then a burst on a
+    c.t = 100.0  # long silence, then a burst on a
     b.push("a", 10, "a10")
     b.set_caught_up("a", False)
-    assert list(b.ready()) == []              # b may be about to deliver older events
+    assert list(b.ready()) == []  # b may be about to deliver older events
     c.t = 103.5
     assert list(b.ready()) == ["a10"]
 
@@ -79,7 +79,7 @@ def test_a_caught_up_live_partition_holds_the_stream_back_only_by_the_live_delay
     b = ReorderBuffer(idle_s=3, clock=c, live_delay_ms=50, wall=wall)
     b.assign(["busy", "sparse"])
     wall.t = 1000.0  # seconds; events carry ms near it (live traffic)
-    b.push("sparse", 999_700, "s")           # its last event, 300 ms ago
+    b.push("sparse", 999_700, "s")  # its last event, 300 ms ago
     b.set_caught_up("sparse", True)
     b.push("busy", 999_900, "b1")
     b.push("busy", 999_990, "b2")
@@ -87,7 +87,7 @@ def test_a_caught_up_live_partition_holds_the_stream_back_only_by_the_live_delay
     assert list(b.ready()) == ["s", "b1"]
     wall.t = 1000.05
     assert list(b.ready()) == ["b2"]
-    b.set_caught_up("sparse", False)          # data waiting to be read: it holds time at its last ts again
+    b.set_caught_up("sparse", False)  # data waiting to be read: it holds time at its last ts again
     b.push("busy", 1_000_040, "b3")
     assert list(b.ready()) == []
 

@@ -30,12 +30,15 @@ def sharded(broker, tmp_path, shards: int = 4) -> Service:
 
 
 def ids(out: dict) -> tuple[list, list]:
-    return (sorted(a["alert_id"] for a in out["alerts"]),
-            sorted(c["command_id"] + c["action"] for c in out["breaker-commands"]))
+    return (
+        sorted(a["alert_id"] for a in out["alerts"]),
+        sorted(c["command_id"] + c["action"] for c in out["breaker-commands"]),
+    )
 
 
-def wait_outputs(svc: Service, want: tuple[list, list], workers: list[Service], timeout: float,
-                 ref: dict | None = None) -> dict:
+def wait_outputs(
+    svc: Service, want: tuple[list, list], workers: list[Service], timeout: float, ref: dict | None = None
+) -> dict:
     """Poll the output topics until every expected id is there. Gives up
     after `timeout` s without a new output record (a slow machine is slow,
     not wrong)."""
@@ -53,10 +56,15 @@ def wait_outputs(svc: Service, want: tuple[list, list], workers: list[Service], 
             last, seen = time.time(), n
         if time.time() - last > timeout:
             missing = set(want[0]) - set(got[0])
-            what = [(a["rule_id"], a["group"], a["status"], a["ts"]) for a in (ref or {}).get("alerts", [])
-                    if a["alert_id"] in missing]
-            raise AssertionError(f"missing {len(missing)} alerts of {len(want[0])}: {what}\n"
-                                 + "\n".join(w.log()[-2500:] for w in workers))
+            what = [
+                (a["rule_id"], a["group"], a["status"], a["ts"])
+                for a in (ref or {}).get("alerts", [])
+                if a["alert_id"] in missing
+            ]
+            raise AssertionError(
+                f"missing {len(missing)} alerts of {len(want[0])}: {what}\n"
+                + "\n".join(w.log()[-2500:] for w in workers)
+            )
         time.sleep(1)
 
 
@@ -105,22 +113,30 @@ def test_two_workers_share_the_work_and_equal_replay(broker, tmp_path):
     assert set(ids(out)[1]) == set(ids(ref)[1])
     assert sorted(shards) == [2, 2]  # four shards, two each
     # refused records are dead-lettered once, by the router that read them
-    assert Counter(d["reason_code"] for d in out["dead-letter"]) == Counter(d["reason_code"] for d in ref["dead-letter"])
+    assert Counter(d["reason_code"] for d in out["dead-letter"]) == Counter(
+        d["reason_code"] for d in ref["dead-letter"]
+    )
     for rec in out["alerts"]:
         assert rec["_key"] == rec["fingerprint"]
 
 
 def test_killing_one_worker_moves_its_shards_to_the_other_without_losing_alerts(broker, tmp_path):
-    sim = subprocess.run([sys.executable, "-m", "anomalyd", "simulate", "--minutes", "70", "--seed", "21"],
-                         capture_output=True, text=True, check=True).stdout.splitlines()
+    sim = subprocess.run(
+        [sys.executable, "-m", "anomalyd", "simulate", "--minutes", "70", "--seed", "21"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
     ref = replay(sim)
     assert len(ref["alerts"]) >= 10
     a = sharded(broker, tmp_path)
     a.env["ANOMALYD_SESSION_TIMEOUT_MS"] = "4000"
     b = a.twin()
     n = produce_lines(a, sim)
+
     def routed():
         return a.processed() + b.processed()  # records each router took, this process
+
     try:
         a.start()
         b.start()
@@ -143,8 +159,11 @@ def test_killing_one_worker_moves_its_shards_to_the_other_without_losing_alerts(
     got = ids(out)
     assert set(got[0]) == set(ids(ref)[0]), "alerts that replay does not give"
     opens = {(c["_key"], c["command_id"]) for c in out["breaker-commands"] if c["action"] == "open"}
-    ref_opens = {(",".join(f"{k}={v}" for k, v in c["scope"].items()), c["command_id"])
-                 for c in ref["breaker-commands"] if c["action"] == "open"}
+    ref_opens = {
+        (",".join(f"{k}={v}" for k, v in c["scope"].items()), c["command_id"])
+        for c in ref["breaker-commands"]
+        if c["action"] == "open"
+    }
     assert opens == ref_opens
 
 
@@ -155,9 +174,14 @@ def test_scale_out_worker_hot_reloads_counts_and_passes_promtool(broker, tmp_pat
     svc.rules = rules
     svc.env["ANOMALYD_RULES_DIR"] = str(rules)
     t = svc.topics
+
     def inv(i, a):
-        return (t["inventory"], f"S{i}", json.dumps(
-            {"event_id": f"e{i}", "ts": 1781712000000 + i * 1000, "sku": f"S{i}", "available": a}).encode())
+        return (
+            t["inventory"],
+            f"S{i}",
+            json.dumps({"event_id": f"e{i}", "ts": 1781712000000 + i * 1000, "sku": f"S{i}", "available": a}).encode(),
+        )
+
     svc.start()
     try:
         svc.wait_ready()
@@ -172,12 +196,18 @@ def test_scale_out_worker_hot_reloads_counts_and_passes_promtool(broker, tmp_pat
         _, text = svc.get("/metrics")
     finally:
         assert svc.stop() == 0
-    assert sorted((a["group"]["sku"], a["value"], a["threshold"]) for a in out["alerts"]) == [("S1", -1, 0), ("S2", 5, 10)]
+    assert sorted((a["group"]["sku"], a["value"], a["threshold"]) for a in out["alerts"]) == [
+        ("S1", -1, 0),
+        ("S2", 5, 10),
+    ]
     assert [d["reason_code"] for d in out["dead-letter"]] == ["invalid_json"]
-    for line in (f'anomalyd_events_consumed_total{{topic="{t["inventory"]}"}} 2.0',
-                 'anomalyd_events_invalid_total{reason="invalid_json"} 1.0',
-                 'anomalyd_alerts_total{mode="live",rule_id="negative-stock",severity="P1",status="firing"} ',
-                 "anomalyd_assigned_partitions 4.0", "anomalyd_ready 1.0"):
+    for line in (
+        f'anomalyd_events_consumed_total{{topic="{t["inventory"]}"}} 2.0',
+        'anomalyd_events_invalid_total{reason="invalid_json"} 1.0',
+        'anomalyd_alerts_total{mode="live",rule_id="negative-stock",severity="P1",status="firing"} ',
+        "anomalyd_assigned_partitions 4.0",
+        "anomalyd_ready 1.0",
+    ):
         assert line in text, line
     if shutil.which("promtool"):
         lint = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True)

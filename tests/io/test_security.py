@@ -74,8 +74,16 @@ def client_security(env: dict[str, str]) -> dict:
 def story(svc: Service) -> int:
     """SKU-1's stock goes negative and recovers: negative-stock fires and resolves."""
     t = svc.topics["inventory"]
-    recs = [(t, "SKU-1", json.dumps({"event_id": f"sec-{i}", "ts": 1781712000000 + i * 1000, "sku": "SKU-1",
-                                     "available": a}).encode()) for i, a in enumerate([10, -5, 8])]
+    recs = [
+        (
+            t,
+            "SKU-1",
+            json.dumps(
+                {"event_id": f"sec-{i}", "ts": 1781712000000 + i * 1000, "sku": "SKU-1", "available": a}
+            ).encode(),
+        )
+        for i, a in enumerate([10, -5, 8])
+    ]
     return produce_jsonl(svc.bootstrap, recs, svc.security)
 
 
@@ -92,8 +100,9 @@ def wait_alerts(svc: Service, timeout: float = 30) -> dict[str, list[dict]]:
 
 
 def cli(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "anomalyd", *args], env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "anomalyd", *args], env=env, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def listen_address(port: int) -> str | None:
@@ -119,8 +128,9 @@ def test_scram_sha_256_service_with_the_password_from_a_file(secured, tmp_path):
     pw = tmp_path / "kafka-password"
     pw.write_text(PASSWORD + "\n")  # as `echo` writes it: the newline is not part of the password
     pw.chmod(0o600)
-    env = settings_env(security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256", sasl_username=USER,
-                       sasl_password_file=pw)
+    env = settings_env(
+        security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256", sasl_username=USER, sasl_password_file=pw
+    )
     svc = Service(front.address, tmp_path, security=client_security(env), **env)
     svc.env.pop("ANOMALYD_METRICS_HOST", None)  # the default is what is tested
     svc.start()
@@ -144,8 +154,13 @@ def test_scram_sha_256_service_with_the_password_from_a_file(secured, tmp_path):
 
 def test_sasl_ssl_scram_sha_512_password_from_the_environment_service_and_cli_tools(secured, pki, tmp_path):
     front = secured(users={USER: PASSWORD}, tls=server_context(pki))
-    env = settings_env(security_protocol="SASL_SSL", sasl_mechanism="SCRAM-SHA-512", sasl_username=USER,
-                       sasl_password=PASSWORD, ssl_cafile=pki["ca.pem"])
+    env = settings_env(
+        security_protocol="SASL_SSL",
+        sasl_mechanism="SCRAM-SHA-512",
+        sasl_username=USER,
+        sasl_password=PASSWORD,
+        ssl_cafile=pki["ca.pem"],
+    )
     svc = Service(front.address, tmp_path, security=client_security(env), **env)
     created = cli(["topics", "create", "--bootstrap", front.address], svc.env)
     assert created.returncode == 0, created.stderr
@@ -167,8 +182,9 @@ def test_sasl_ssl_scram_sha_512_password_from_the_environment_service_and_cli_to
 
 def test_mutual_tls_service_and_backtest_from_kafka(secured, pki, tmp_path):
     front = secured(tls=server_context(pki, require_client_cert=True))
-    env = settings_env(security_protocol="SSL", ssl_cafile=pki["ca.pem"], ssl_certfile=pki["client.pem"],
-                       ssl_keyfile=pki["client.key"])
+    env = settings_env(
+        security_protocol="SSL", ssl_cafile=pki["ca.pem"], ssl_certfile=pki["client.pem"], ssl_keyfile=pki["client.key"]
+    )
     svc = Service(front.address, tmp_path, security=client_security(env), **env)
     svc.start()
     try:
@@ -189,19 +205,30 @@ def test_mutual_tls_service_and_backtest_from_kafka(secured, pki, tmp_path):
 
 def run_refused(bootstrap: str, tmp_path: Path, env: dict[str, str], timeout: float = 20) -> tuple[int, str, float]:
     """`anomalyd run` that must stop by itself: (exit status, output, seconds)."""
-    full = {**os.environ, "ANOMALYD_BOOTSTRAP_SERVERS": bootstrap, "ANOMALYD_STATE_DIR": str(tmp_path / "state"),
-            "ANOMALYD_METRICS_PORT": str(free_port()), **env}
+    full = {
+        **os.environ,
+        "ANOMALYD_BOOTSTRAP_SERVERS": bootstrap,
+        "ANOMALYD_STATE_DIR": str(tmp_path / "state"),
+        "ANOMALYD_METRICS_PORT": str(free_port()),
+        **env,
+    }
     t = time.monotonic()
-    p = subprocess.run([sys.executable, "-m", "anomalyd", "run"], env=full, capture_output=True, text=True,
-                       timeout=timeout)
+    p = subprocess.run(
+        [sys.executable, "-m", "anomalyd", "run"], env=full, capture_output=True, text=True, timeout=timeout
+    )
     return p.returncode, p.stdout + p.stderr, time.monotonic() - t
 
 
 def test_a_wrong_password_stops_the_service_at_once_with_one_clear_line(secured, tmp_path):
     front = secured(users={USER: PASSWORD})
     wrong = "hunter2-wrong-" + PASSWORD[::-1]
-    rc, out, took = run_refused(front.address, tmp_path, settings_env(
-        security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256", sasl_username=USER, sasl_password=wrong))
+    rc, out, took = run_refused(
+        front.address,
+        tmp_path,
+        settings_env(
+            security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-256", sasl_username=USER, sasl_password=wrong
+        ),
+    )
     assert rc == 1 and took < 15, out
     assert f"SASL authentication (SCRAM-SHA-256 as '{USER}') refused by Kafka at {front.address}" in out
     assert "invalid credentials" in out and "ANOMALYD_SASL_PASSWORD_FILE" in out and "not starting" in out
@@ -213,8 +240,9 @@ def test_a_wrong_password_stops_the_service_at_once_with_one_clear_line(secured,
 
 def test_an_untrusted_broker_certificate_stops_the_service_with_one_clear_line(secured, pki, tmp_path):
     front = secured(tls=server_context(pki))
-    rc, out, took = run_refused(front.address, tmp_path, settings_env(
-        security_protocol="SSL", ssl_cafile=pki["other-ca.pem"]))  # not the CA that signed the broker
+    rc, out, took = run_refused(
+        front.address, tmp_path, settings_env(security_protocol="SSL", ssl_cafile=pki["other-ca.pem"])
+    )  # not the CA that signed the broker
     assert rc == 1 and took < 15, out
     assert f"TLS with Kafka at {front.address} failed" in out and "ANOMALYD_SSL_CAFILE" in out
     assert "Traceback" not in out
@@ -224,9 +252,16 @@ def test_tansu_requiring_sasl_stops_the_service_with_one_clear_line(tmp_path):
     """A real broker that requires SASL: Tansu 0.6.0 --authentication (which
     can authenticate no one; see anomalyd/broker/embedded.py)."""
     with EmbeddedBroker(port=0, authentication=True) as broker:
-        rc, out, took = run_refused(broker.bootstrap, tmp_path, settings_env(
-            security_protocol="SASL_PLAINTEXT", sasl_mechanism="SCRAM-SHA-512", sasl_username=USER,
-            sasl_password=PASSWORD))
+        rc, out, took = run_refused(
+            broker.bootstrap,
+            tmp_path,
+            settings_env(
+                security_protocol="SASL_PLAINTEXT",
+                sasl_mechanism="SCRAM-SHA-512",
+                sasl_username=USER,
+                sasl_password=PASSWORD,
+            ),
+        )
     assert rc == 1 and took < 15, out
     assert f"SASL authentication (SCRAM-SHA-512 as '{USER}') with Kafka at {broker.bootstrap} failed" in out
     assert "Traceback" not in out
@@ -236,19 +271,39 @@ def test_tansu_requiring_sasl_stops_the_service_with_one_clear_line(tmp_path):
 # -- settings refused before any connection ----------------------------------------------------
 
 
-@pytest.mark.parametrize("env, message", [
-    ({"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "SCRAM-SHA-512", "SASL_USERNAME": USER},
-     "ANOMALYD_SECURITY_PROTOCOL=SASL_SSL needs ANOMALYD_SASL_PASSWORD_FILE or ANOMALYD_SASL_PASSWORD"),
-    ({"SASL_MECHANISM": "SCRAM-SHA-512", "SASL_USERNAME": USER, "SASL_PASSWORD": PASSWORD},
-     "ANOMALYD_SASL_* settings are given but ANOMALYD_SECURITY_PROTOCOL is PLAINTEXT"),
-    ({"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "SCRAM-SHA-1", "SASL_USERNAME": USER,
-      "SASL_PASSWORD": PASSWORD}, "ANOMALYD_SASL_MECHANISM: 'SCRAM-SHA-1' is not one of"),
-    ({"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "SCRAM-SHA-512", "SASL_USERNAME": USER,
-      "SASL_PASSWORD_FILE": "/nonexistent/kafka-password"},
-     "ANOMALYD_SASL_PASSWORD_FILE: cannot read /nonexistent/kafka-password: No such file or directory"),
-    ({"SECURITY_PROTOCOL": "TLS"}, "ANOMALYD_SECURITY_PROTOCOL: 'TLS' is not one of PLAINTEXT, SSL"),
-    ({"SSL_CAFILE": __file__}, "ANOMALYD_SSL_* settings are given but ANOMALYD_SECURITY_PROTOCOL is PLAINTEXT"),
-])
+@pytest.mark.parametrize(
+    "env, message",
+    [
+        (
+            {"SECURITY_PROTOCOL": "SASL_SSL", "SASL_MECHANISM": "SCRAM-SHA-512", "SASL_USERNAME": USER},
+            "ANOMALYD_SECURITY_PROTOCOL=SASL_SSL needs ANOMALYD_SASL_PASSWORD_FILE or ANOMALYD_SASL_PASSWORD",
+        ),
+        (
+            {"SASL_MECHANISM": "SCRAM-SHA-512", "SASL_USERNAME": USER, "SASL_PASSWORD": PASSWORD},
+            "ANOMALYD_SASL_* settings are given but ANOMALYD_SECURITY_PROTOCOL is PLAINTEXT",
+        ),
+        (
+            {
+                "SECURITY_PROTOCOL": "SASL_SSL",
+                "SASL_MECHANISM": "SCRAM-SHA-1",
+                "SASL_USERNAME": USER,
+                "SASL_PASSWORD": PASSWORD,
+            },
+            "ANOMALYD_SASL_MECHANISM: 'SCRAM-SHA-1' is not one of",
+        ),
+        (
+            {
+                "SECURITY_PROTOCOL": "SASL_SSL",
+                "SASL_MECHANISM": "SCRAM-SHA-512",
+                "SASL_USERNAME": USER,
+                "SASL_PASSWORD_FILE": "/nonexistent/kafka-password",
+            },
+            "ANOMALYD_SASL_PASSWORD_FILE: cannot read /nonexistent/kafka-password: No such file or directory",
+        ),
+        ({"SECURITY_PROTOCOL": "TLS"}, "ANOMALYD_SECURITY_PROTOCOL: 'TLS' is not one of PLAINTEXT, SSL"),
+        ({"SSL_CAFILE": __file__}, "ANOMALYD_SSL_* settings are given but ANOMALYD_SECURITY_PROTOCOL is PLAINTEXT"),
+    ],
+)
 @pytest.mark.parametrize("argv", [["run"], ["topics", "create", "--bootstrap", "127.0.0.1:9"]])
 def test_bad_security_settings_are_usage_errors_naming_the_variable(monkeypatch, capsys, env, message, argv):
     from anomalyd.cli.main import main

@@ -35,10 +35,17 @@ INV, ORD = ("inventory", 0), ("orders", 0)
 
 def _worker(tmp_path, idle_s: float = 0.5) -> tuple[Shards, Shard]:
     rules = load_rules("rules")
-    rt = scaleout_worker(make_engine=lambda: Engine(rules), repartition_topic="routed", shard_count=1,
-                         checkpoints=CheckpointStore("127.0.0.1:1", "state"), bootstrap="127.0.0.1:1",
-                         input_topics={"inventory": "inventory", "orders": "orders"}, output_topics={},
-                         group_id="g", log_alerts=False)
+    rt = scaleout_worker(
+        make_engine=lambda: Engine(rules),
+        repartition_topic="routed",
+        shard_count=1,
+        checkpoints=CheckpointStore("127.0.0.1:1", "state"),
+        bootstrap="127.0.0.1:1",
+        input_topics={"inventory": "inventory", "orders": "orders"},
+        output_topics={},
+        group_id="g",
+        log_alerts=False,
+    )
     rt.producer = None  # not started: shards opened here write no checkpoints
     w = rt.stage("shard").strategy
     w.origins = [INV, ORD]
@@ -48,22 +55,34 @@ def _worker(tmp_path, idle_s: float = 0.5) -> tuple[Shards, Shard]:
 
 
 def _order(ts: int) -> dict:
-    return {"event_id": f"o{ts}", "ts": ts, "order_id": "O1", "sku": "S2", "quantity": 1, "unit_price": 10.0,
-            "status": "paid", "channel": "app"}
+    return {
+        "event_id": f"o{ts}",
+        "ts": ts,
+        "order_id": "O1",
+        "sku": "S2",
+        "quantity": 1,
+        "unit_price": 10.0,
+        "status": "paid",
+        "channel": "app",
+    }
 
 
 def _record(origin, offset: int, value: dict, routed: int = 0):
     """A record as the router sends it: the validated event, its origin in a header."""
     ev = decode_value(origin[0], json.dumps(value))
-    return SimpleNamespace(key=None, value=encode_event(ev), offset=routed,
-                           headers=[(ORIGIN_HEADER, Origin(origin[0], origin[1], offset).encode()),
-                                    (VALIDATED_HEADER, b"1")])
+    return SimpleNamespace(
+        key=None,
+        value=encode_event(ev),
+        offset=routed,
+        headers=[(ORIGIN_HEADER, Origin(origin[0], origin[1], offset).encode()), (VALIDATED_HEADER, b"1")],
+    )
 
 
 def _marker(*entries, routed: int = 0):
     # (topic, partition, next offset, max ts, min ts since the last watermark, caught up)
-    return SimpleNamespace(key=WATERMARK_KEY, value=Watermark.encode([WatermarkEntry(*e) for e in entries]),
-                           offset=routed, headers=[])
+    return SimpleNamespace(
+        key=WATERMARK_KEY, value=Watermark.encode([WatermarkEntry(*e) for e in entries]), offset=routed, headers=[]
+    )
 
 
 def _step(w, shard, recs) -> list:
@@ -82,13 +101,18 @@ def test_a_record_read_before_the_marker_that_reports_it_is_not_late(tmp_path):
     order = _order(T0 + 90_000)
     # Batch 1: the orders partition's marker (its records were routed and
     # reported), and inventory's first record, whose marker comes next.
-    outs = _step(w, shard, [_record(ORD, 0, order), _marker(("orders", 0, 1, order["ts"], order["ts"], False)),
-                            _record(INV, 0, sku_neg)])
+    outs = _step(
+        w,
+        shard,
+        [_record(ORD, 0, order), _marker(("orders", 0, 1, order["ts"], order["ts"], False)), _record(INV, 0, sku_neg)],
+    )
     assert not shard.engine.started, "started before inventory reported where it begins"
     outs += _step(w, shard, [_marker(("inventory", 0, 1, T0, T0, False))])
     assert shard.engine.started
     fired = [v for kind, _k, v in outs if kind == "alerts"]
-    assert [(a["rule_id"], a["group"], a["ts"]) for a in fired] == [("negative-stock", {"sku": "S1"}, "2026-06-17T16:00:00.000Z")]
+    assert [(a["rule_id"], a["group"], a["ts"]) for a in fired] == [
+        ("negative-stock", {"sku": "S1"}, "2026-06-17T16:00:00.000Z")
+    ]
     assert shard.engine.late == 0 and shard.engine.disorder == 0
 
 
@@ -99,8 +123,11 @@ def test_the_stream_starts_at_an_origin_whose_first_records_went_to_another_shar
     w, shard = _worker(tmp_path)
     later = {"event_id": "i2", "ts": T0 + 30_000, "sku": "S1", "available": 5}
     order = _order(T0 + 60_000)
-    _step(w, shard, [_record(INV, 1, later), _record(ORD, 0, order),
-                     _marker(("orders", 0, 1, order["ts"], order["ts"], False))])
+    _step(
+        w,
+        shard,
+        [_record(INV, 1, later), _record(ORD, 0, order), _marker(("orders", 0, 1, order["ts"], order["ts"], False))],
+    )
     assert not shard.engine.started
     _step(w, shard, [_marker(("inventory", 0, 2, later["ts"], T0, False))])
     assert shard.engine.started
@@ -113,8 +140,11 @@ def test_an_origin_that_is_caught_up_with_nothing_does_not_hold_the_start(tmp_pa
     w, shard = _worker(tmp_path, idle_s=0.0)
     shard.behind = False  # at the end of its partition of `routed`: markers' "caught up" counts
     sku_neg = {"event_id": "i1", "ts": T0, "sku": "S1", "available": -3}
-    outs = _step(w, shard, [_record(INV, 0, sku_neg), _marker(("inventory", 0, 1, T0, T0, True),
-                                                               ("orders", 0, 0, None, None, True))])
+    outs = _step(
+        w,
+        shard,
+        [_record(INV, 0, sku_neg), _marker(("inventory", 0, 1, T0, T0, True), ("orders", 0, 0, None, None, True))],
+    )
     assert shard.engine.started and shard.engine.clock.now == T0
     assert [v["group"] for kind, _k, v in outs if kind == "alerts"] == [{"sku": "S1"}]
 
@@ -156,18 +186,19 @@ def test_records_fetched_while_a_shard_is_being_assigned_are_not_taken_before_it
             outs.extend(got[0])
 
     w.checkpoints.read = no_state
-    inv = [{"event_id": f"i{i}", "ts": T0 + i * 1000, "sku": f"S{i}", "available": -1 if i == 1 else 5}
-           for i in range(6)]
+    inv = [
+        {"event_id": f"i{i}", "ts": T0 + i * 1000, "sku": f"S{i}", "available": -1 if i == 1 else 5} for i in range(6)
+    ]
     recs = [_record(INV, i, inv[i], routed=i) for i in range(6)]
     tp = TopicPartition("routed", 0)
 
     async def scenario():
         listener = asyncio.ensure_future(_Listener(w.rt, w.stage).on_partitions_assigned({tp}))
         await asyncio.sleep(0.01)
-        await turn({tp: recs[3:]})              # fetched meanwhile, from further on
+        await turn({tp: recs[3:]})  # fetched meanwhile, from further on
         w.stage.consumer.answer.set()
         await listener
-        await turn({tp: recs[3:]})              # fetched before the seek, handed over after it
+        await turn({tp: recs[3:]})  # fetched before the seek, handed over after it
         await turn({tp: recs + [_marker(("inventory", 0, 6, inv[5]["ts"], T0, True), routed=6)]})
         w.shards[0].behind = False
         await turn({})
@@ -193,7 +224,7 @@ def test_a_gap_in_routed_is_read_again_once_then_accepted_as_gone(tmp_path):
     tp = TopicPartition("routed", 0)
     asyncio.run(w.process({tp: [late]}))
     assert w.stage.consumer.seeks == [(0, 0)] and shard.pos == 0 and shard.next_origin_offset == {}
-    asyncio.run(w.process({tp: [late]}))            # the same gap again: gone, go on
+    asyncio.run(w.process({tp: [late]}))  # the same gap again: gone, go on
     assert w.stage.consumer.seeks == [(0, 0)] and shard.pos == 10 and shard.next_origin_offset == {INV: 10}
 
 

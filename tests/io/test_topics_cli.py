@@ -14,8 +14,10 @@ pytestmark = pytest.mark.kafka
 
 def test_topics_create_makes_every_topic_with_the_partitions_asked_and_is_idempotent(broker):
     tag = uuid.uuid4().hex[:6]
-    names = {k: f"{k}-{tag}" for k in ("ORDERS", "INVENTORY", "PAYMENTS", "COMPLAINTS", "ALERTS",
-                                       "ALERTS_SHADOW", "COMMANDS", "DEAD_LETTER")}
+    names = {
+        k: f"{k}-{tag}"
+        for k in ("ORDERS", "INVENTORY", "PAYMENTS", "COMPLAINTS", "ALERTS", "ALERTS_SHADOW", "COMMANDS", "DEAD_LETTER")
+    }
     env = {**os.environ, **{f"ANOMALYD_TOPIC_{k}": v for k, v in names.items()}}
     cmd = [sys.executable, "-m", "anomalyd", "topics", "create", "--bootstrap", broker.bootstrap, "--partitions", "3"]
     first = subprocess.run(cmd, env=env, capture_output=True, text=True)

@@ -24,8 +24,14 @@ class _Consumer:
 
 
 def _runtime() -> Runtime:
-    rt = direct_worker(bootstrap="127.0.0.1:1", engine=Engine([]), input_topics={"orders": "orders"},
-                       output_topics={"dead-letter": "dead-letter", "alerts": "alerts"}, group_id="g", snapshots=None)
+    rt = direct_worker(
+        bootstrap="127.0.0.1:1",
+        engine=Engine([]),
+        input_topics={"orders": "orders"},
+        output_topics={"dead-letter": "dead-letter", "alerts": "alerts"},
+        group_id="g",
+        snapshots=None,
+    )
     rt.producer, rt.stage("direct").consumer = _Producer(), _Consumer()
     return rt
 
@@ -45,13 +51,19 @@ def test_dead_letters_are_logged_counted_by_reason_at_most_every_10s(caplog):
     caplog.set_level(logging.WARNING, "anomalyd.worker")
     asyncio.run(w.emit([_dead("invalid_json"), _dead("invalid_field"), _dead("invalid_field")]))
     lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
-    assert lines == ["dead-lettered 3 records in the last 1s (invalid_field 2, invalid_json 1); see the dead-letter topic"]
+    assert lines == [
+        "dead-lettered 3 records in the last 1s (invalid_field 2, invalid_json 1); see the dead-letter topic"
+    ]
     asyncio.run(w.emit([_dead("not_object")] * 500))  # a flood within 10 s: no line per record
     assert sum("dead-lettered" in r.getMessage() for r in caplog.records) == 1
     w.dead_letters.clock = lambda: time.monotonic() + 11
     w.dead_letters.report()  # the loop's next turn after 10 s
     lines = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
-    assert len(lines) == 2 and lines[1].startswith("dead-lettered 500 records in the last ") and "(not_object 500)" in lines[1]
+    assert (
+        len(lines) == 2
+        and lines[1].startswith("dead-lettered 500 records in the last ")
+        and "(not_object 500)" in lines[1]
+    )
 
 
 def test_an_idle_service_does_not_report_new_events_as_held_since_long_ago(caplog):
