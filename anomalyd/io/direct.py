@@ -18,7 +18,7 @@ from ..engine.engine import Engine
 from ..engine.rules.loader import RuleSet
 from ..engine.timeutil import format_duration, format_ts
 from .ordering import INF, ReorderBuffer
-from .records import BufferedRecord, refill
+from .records import BufferedRecord, new_record, refill
 from .runtime import ReadsInput, Runtime, Saved, figures
 from .snapshots import SnapshotFile
 
@@ -130,9 +130,10 @@ class Direct(ReadsInput):
             return None
         engine, buffer, consumer = self.engine, self.buffer, self.stage.consumer
         outs: list = []
-        for source, origin, rec, ev in self.decoded(batch, outs):
-            key = rec.key.decode("utf-8", "replace") if rec.key else None
-            buffer.push(origin.part, cast(int, ev.ts), BufferedRecord(source, ev, origin, key, rec.value))
+        for source, part, valid in self.decoded(batch, outs):
+            for origin, rec, ev in valid:
+                key = rec.key.decode("utf-8", "replace") if rec.key else None
+                buffer.push(part, cast(int, ev.ts), new_record(BufferedRecord, (source, ev, origin, key, rec.value)))
         for tp in list(self.stage.assigned):
             hw = consumer.highwater(tp)
             if hw is None:

@@ -25,6 +25,10 @@ from typing import Any, NamedTuple
 
 from ..engine.events import EVENT_MODELS, Event
 
+# A named record from its fields in order, without the Python-level __new__
+# NamedTuple adds (a third of the runtime's own cost per input record).
+new_record = tuple.__new__
+
 ORIGIN_HEADER = "origin"
 VALIDATED_HEADER = "validated"
 WATERMARK_KEY = b"~wm"  # the key of a watermark record on the repartition topic

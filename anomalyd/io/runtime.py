@@ -40,7 +40,8 @@ from ..engine.events import Event
 from ..engine.rules.loader import RuleSet
 from ..engine.timeutil import format_duration, parse_ts
 from .kafkalog import quiet_aiokafka
-from .records import Origin
+from .ordering import Part
+from .records import Origin, new_record
 
 log = logging.getLogger("anomalyd.worker")
 
@@ -278,20 +279,27 @@ class ReadsInput(Strategy):
     def topics(self) -> list[str]:
         return list(self.input_topics)
 
-    def decoded(self, batch: dict, dead: list) -> Iterator[tuple[str, Origin, Any, Event]]:
-        """Every valid event of a fetched batch, as (source, origin, record,
-        event); the dead letters of the others are appended to `dead`. After
-        each partition's records, `read_to` is told the next offset."""
+    def decoded(self, batch: dict, dead: list) -> Iterator[tuple[str, Part, list[tuple[Origin, Any, Event]]]]:
+        """Per input partition of a fetched batch: its source, (topic,
+        partition) and valid events as (origin, record, event), one partition
+        at a time (what is per partition is then done once, not per record).
+        The dead letters of the others are appended to `dead`, and `read_to`
+        is told the next offset."""
         engine = self.engine
         for tp, recs in batch.items():
-            source = self.input_topics[tp.topic]
+            if not recs:
+                continue
+            topic, partition = tp.topic, tp.partition
+            source = self.input_topics[topic]
+            valid = []
             for rec in recs:
-                origin = Origin(tp.topic, tp.partition, rec.offset)
+                origin = new_record(Origin, (topic, partition, rec.offset))
                 ev = decode_or_dead_letter(engine, source, origin, rec.key, rec.value, dead)
                 if ev is not None:
-                    yield source, origin, rec, ev
-            if recs:
-                self.read_to((tp.topic, tp.partition), recs[-1].offset + 1)
+                    valid.append((origin, rec, ev))
+            part = (topic, partition)
+            self.read_to(part, recs[-1].offset + 1)
+            yield source, part, valid
 
     @abc.abstractmethod
     def read_to(self, part: tuple[str, int], next_offset: int) -> None:

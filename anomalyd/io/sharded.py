@@ -150,22 +150,25 @@ class Router(ReadsInput):
 
         dead: list = []
         progress = self.progress
-        for source, origin, _rec, ev in self.decoded(batch, dead):
-            eng.consumed[source] += 1
-            st = progress.get(origin.part)
+        for source, part, valid in self.decoded(batch, dead):
+            eng.consumed[source] += len(valid)
+            st = progress.get(part)
             if st is None:
-                st = progress[origin.part] = _Progress()
-            ts = cast(int, ev.ts)  # epoch ms once validated
-            if st.max_ts is None or ts > st.max_ts:
-                st.max_ts = ts
-            if st.min_ts is None or ts < st.min_ts:
-                st.min_ts = ts
-            shards = eng.route(source, ev, n)
-            if shards:
-                headers = [(ORIGIN_HEADER, origin.encode()), *_VALIDATED]
-                value = encode_event(ev)
-                for p in shards:
-                    put(p, headers, value)
+                st = progress[part] = _Progress()
+            hi, lo = st.max_ts, st.min_ts
+            for origin, _rec, ev in valid:
+                ts = cast(int, ev.ts)  # epoch ms once validated
+                if hi is None or ts > hi:
+                    hi = ts
+                if lo is None or ts < lo:
+                    lo = ts
+                shards = eng.route(source, ev, n)
+                if shards:
+                    headers = [(ORIGIN_HEADER, origin.encode()), *_VALIDATED]
+                    value = encode_event(ev)
+                    for p in shards:
+                        put(p, headers, value)
+            st.max_ts, st.min_ts = hi, lo
         for p, b in builders.items():
             sends.append(producer.send_batch(b, topic_out, partition=p))
         for coro in sends:
