@@ -113,6 +113,9 @@ KIND_RULES: dict[str, str] = {
     "failure-ratio": "payment-failure-ratio",
     "error-burst": "payment-error-burst",
     "silent-channel": "order-feed-silent",
+    "unpaid-orders": "unpaid-orders-holding-stock",
+    "amount-mismatch": "payment-order-mismatch",
+    "channel-incident": "payment-channel-incident",
 }
 _LABEL_TAG = "label:"
 
@@ -386,6 +389,9 @@ class Backtest:
                 "firing_ms": rr.firing_ms(last), "breaker_opens": rr.breaker_opens,
                 "noisiest": rr.noisiest(last), "score": rr.score,
             }
+            outcomes = getattr(run.engine.runners.get(rid), "outcomes", None)
+            if outcomes is not None:  # a sequence: how its expectations ended
+                out[rid]["outcomes"] = dict(zip(("matched", "mismatched", "missed"), outcomes))
         return out
 
     def run_dict(self, run: Run) -> dict:

@@ -108,7 +108,7 @@ def test_prometheus_scrapes_anomalyd_and_evaluates_the_rules(tmp_path):
 
         # anomalyd's series, through Prometheus
         res = wait_for(lambda: query('anomalyd_rules_loaded{job="anomalyd"}'), 20, "anomalyd_rules_loaded in Prometheus", procs, logs)
-        assert float(res[0]["value"][1]) == 11
+        assert float(res[0]["value"][1]) == 15
         assert float(query('up{job="anomalyd"}')[0]["value"][1]) == 1
         wait_for(lambda: query('anomalyd_ready{job="anomalyd"} == 1'), 10, "anomalyd_ready == 1", procs, logs)
         wait_for(lambda: query('sum(anomalyd_events_consumed_total{job="anomalyd"}) >= %d' % len(events)), 20,

@@ -29,7 +29,7 @@ def test_restore_at_any_point_gives_the_same_output(stream):
         data = snapshot.dump(a, extra={"offsets": {"orders/0": cut}})
         b = Engine(rules)
         extra, report = snapshot.load(b, data)
-        assert extra == {"offsets": {"orders/0": cut}} and len(report["restored"]) == 11
+        assert extra == {"offsets": {"orders/0": cut}} and len(report["restored"]) == 15
         got += [o for ln in stream[cut:] for o in b.process_line(ln)]
         assert got == expected, f"diverged after restoring at line {cut}"
 
@@ -44,7 +44,7 @@ def test_changed_rules_start_fresh_unchanged_keep_state(stream, tmp_path):
         (tmp_path / f.name).write_text(f.read_text().replace("pct: 30\n    direction: both", "pct: 40\n    direction: both"))
     b = Engine(load_rules(tmp_path))
     _, report = snapshot.load(b, data)
-    assert report["fresh"] == ["order-price-swing"] and len(report["restored"]) == 10
+    assert report["fresh"] == ["order-price-swing"] and len(report["restored"]) == 14
 
 
 def test_garbage_snapshots_are_refused():

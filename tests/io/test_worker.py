@@ -123,7 +123,7 @@ def test_metrics_and_health_endpoints(broker, tmp_path):
         _, text = svc.get("/metrics")
     finally:
         svc.stop()
-    for name in ("anomalyd_rules_loaded 11.0", "anomalyd_ready 1.0", "anomalyd_ruleset_info{version=",
+    for name in ("anomalyd_rules_loaded 15.0", "anomalyd_ready 1.0", "anomalyd_ruleset_info{version=",
                  "anomalyd_event_to_alert_latency_seconds_bucket", "anomalyd_rule_groups{rule_id=\"negative-stock\"}",
                  "anomalyd_rule_reload_failures_total 0.0", "anomalyd_assigned_partitions 16.0"):
         assert name in text, name

@@ -53,6 +53,20 @@ def inputs_of(rule: CorrelateRule, rules: Iterable[Any]) -> list[str]:
     return [r.id for r in rules if r.id != rule.id and want & set(r.tags) and (rule.mode == "shadow" or r.mode == "live")]
 
 
+def with_inputs(chosen: list[Any], rules: list[Any]) -> list[Any]:
+    """`chosen` and every rule a correlate rule among them reads, transitively."""
+    ids = {r.id for r in chosen}
+    todo = [r for r in chosen if isinstance(r, CorrelateRule)]
+    while todo:
+        for rid in inputs_of(todo.pop(), rules):
+            if rid not in ids:
+                ids.add(rid)
+                r = next(x for x in rules if x.id == rid)
+                if isinstance(r, CorrelateRule):
+                    todo.append(r)
+    return [r for r in rules if r.id in ids]
+
+
 def find_cycle(rules: Iterable[Any]) -> list[str] | None:
     """A chain of correlate rules that reads itself (a -> b -> a), if any."""
     rules = list(rules)

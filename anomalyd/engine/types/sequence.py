@@ -123,6 +123,7 @@ class SequenceRunner(WindowedRunner):
         # ends at its deadline, so no idle eviction is needed.
         self.open = GroupStore(INF, config.max_groups_per_rule)  # type: ignore[arg-type]
         self.deadlines = Timers(self.timers.wake)
+        self.outcomes = [0, 0, 0]  # every outcome so far, by kind (backtest, metrics)
 
     # -- routing --------------------------------------------------------------
     def handlers(self) -> dict[str, Any]:
@@ -173,6 +174,7 @@ class SequenceRunner(WindowedRunner):
             return False
         self.open.pop(kv)
         kind = MATCHED if self.m_first is None or self.matches(o[3], ev) else MISMATCHED
+        self.outcomes[kind] += 1
         self.tally(o[2], _Moment(ev.ts, o[1]), kind, now, out)
         return True
 
@@ -207,6 +209,7 @@ class SequenceRunner(WindowedRunner):
                 o = self.open.get(kv)
                 if o is not None and o[0] + self.within == t:
                     self.open.pop(kv)
+                    self.outcomes[MISSED] += 1
                     self.tally(o[2], _Moment(t, o[1]), MISSED, t, out)
 
     # -- verdict --------------------------------------------------------------
@@ -227,12 +230,13 @@ class SequenceRunner(WindowedRunner):
 
     def dump_state(self) -> Any:
         return {"open": [(k, list(v)) for k, v in self.open.items()], "open_evicted": self.open.evicted,
-                "deadlines": self.deadlines.dump()}
+                "deadlines": self.deadlines.dump(), "outcomes": list(self.outcomes)}
 
     def load_state(self, data: Any) -> None:
         self.open.load([(k, tuple(v)) for k, v in data["open"]])
         self.open.evicted = data["open_evicted"]
         self.deadlines.load(data["deadlines"])
+        self.outcomes = list(data["outcomes"])
 
 
 MODEL, RUNNER, DETAILS = SequenceRule, SequenceRunner, {"count", "matched", "mismatched", "missed"}
