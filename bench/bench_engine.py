@@ -209,17 +209,47 @@ def bench_state() -> None:
         print(f"  {name:<46} {used / groups:>10,.0f} bytes/group ({groups} groups, {per} events each)")
 
 
+def bench_open(n_open: int) -> None:
+    """Bytes per open expectation of a sequence rule (unpaid orders): n_open
+    orders created within its `within`, none paid yet."""
+    from anomalyd.engine.types import RULE_TYPES
+
+    r = RULE_TYPES["sequence"].model_validate({
+        "id": "unpaid", "type": "sequence", "within": "1h", "window": "10m", "op": ">=", "value": 20, "group_by": ["sku"],
+        "first": {"source": "orders", "key": "order_id", "where": [{"field": "status", "op": "==", "value": "created"}]},
+        "then": {"source": "payments", "key": "order_id"}})
+    eng = Engine([r], EngineConfig(max_groups_per_rule=n_open * 2))
+    t0 = 1_781_712_000_000
+    tmpl = ('{"topic":"orders","value":{"event_id":"ord-%08d","ts":%d,"order_id":"O-%08d","sku":"SKU-%05d",'
+            '"quantity":1,"unit_price":9.5,"status":"created"}}')
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    t = time.perf_counter()
+    for i in range(n_open):
+        eng.process_line(tmpl % (i, t0 + i * 3, i, i % 1000))  # 1M orders in 50 minutes, 1,000 SKUs
+    took = time.perf_counter() - t
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    n = len(eng.runners["unpaid"].open)
+    print(f"  sequence, {n:,} open expectations       {used / n:>10,.0f} bytes each (key, first ts and id, group, deadline timer);"
+          f" {n_open / took:,.0f} first events/s")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--groups", type=int, default=1_000_000)
     ap.add_argument("--against", metavar="REV", help="also replay git revision REV's code and rules, in the same run")
+    ap.add_argument("--open", type=int, default=1_000_000, help="open expectations of a sequence rule for its memory figure")
     a = ap.parse_args()
     if a.against:
         print(f"replay, {a.events} simulated events, this tree against {a.against} (best of 3 alternating runs):")
         bench_against(a.against, a.events)
         print("state per group (tracemalloc):")
         bench_state()
+        bench_open(a.open)
         return
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
     r = bench_replay(a.events)

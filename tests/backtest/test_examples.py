@@ -27,3 +27,18 @@ def test_make_examples_reproduces_the_committed_table_and_the_readme_shows_it(tm
     lines = made.splitlines()
     for row in table.splitlines():
         assert row in lines, f"README row not in the script's output: {row!r}"
+
+
+def test_make_across_reproduces_the_readme_output(tmp_path):
+    env = {**os.environ, "OUT": str(tmp_path),
+           "ANOMALYD": str(Path(sys.executable).parent / "anomalyd"), "PYTHON": sys.executable}
+    p = subprocess.run(["bash", str(REPO / "docs" / "make_across.sh")], cwd=REPO, env=env,
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stderr
+    made = (tmp_path / "examples" / "across.txt").read_text()
+    assert made == (REPO / "docs" / "examples" / "across.txt").read_text(), \
+        "docs/examples/across.txt is stale: run docs/make_across.sh"
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("[`docs/make_across.sh`]"):]
+    shown = re.search(r"\n```\n(.*?)\n```", block, re.S).group(1)
+    assert shown.splitlines() == made.splitlines()
