@@ -13,6 +13,7 @@ window, like `count` counts events.
 
 from __future__ import annotations
 
+import heapq
 import re
 from typing import Any, Hashable, Literal
 
@@ -22,7 +23,7 @@ from ..lifecycle import Output
 from ..rules.conditions import compile_all, getter
 from ..rules.expr import NO_VALUE, compile_expr
 from ..rules.model import CompareOp, Condition, DurationText, RuleCore, Source, _Strict
-from ..state import INF, GroupStore, Timers
+from ..state import INF, GroupStore, Wake
 from ..windows import Outcomes, WinState
 from .base import _SKIP, NUMERIC_OPS, WindowedRunner
 
@@ -87,6 +88,42 @@ class SequenceRule(RuleCore):
         return list(dict.fromkeys([self.first.source, self.then.source]))
 
 
+class Deadlines:
+    """Each open expectation's deadline: a heap of (deadline, seq, key).
+    A tuple per expectation rather than Timers' set per moment: a million
+    open orders have a million distinct deadlines (bench/README.md)."""
+
+    __slots__ = ("heap", "seq", "wake")
+
+    def __init__(self, wake: Wake):
+        self.heap: list[tuple[int, int, Any]] = []
+        self.seq = 0  # ties at one moment expire in the order they were opened
+        self.wake = wake
+
+    def add(self, t: int, key: Any) -> None:
+        self.seq += 1
+        heapq.heappush(self.heap, (t, self.seq, key))
+        if t < self.wake.t:
+            self.wake.t = t
+
+    @property
+    def next(self) -> float:
+        return self.heap[0][0] if self.heap else INF
+
+    def pop(self) -> tuple[int, Any]:
+        t, _, key = heapq.heappop(self.heap)
+        return t, key
+
+    def dump(self) -> tuple:
+        return (self.seq, [list(x) for x in self.heap])
+
+    def load(self, data: tuple) -> None:
+        self.seq = data[0]
+        self.heap = [tuple(x) for x in data[1]]  # type: ignore[misc]
+        if self.heap and self.heap[0][0] < self.wake.t:
+            self.wake.t = self.heap[0][0]
+
+
 class _Moment:
     """An outcome as the window sees it: a time and the first event's id (evidence)."""
 
@@ -122,7 +159,7 @@ class SequenceRunner(WindowedRunner):
         # first value). Bounded by max_groups (evictions counted); each one
         # ends at its deadline, so no idle eviction is needed.
         self.open = GroupStore(INF, config.max_groups_per_rule)  # type: ignore[arg-type]
-        self.deadlines = Timers(self.timers.wake)
+        self.deadlines = Deadlines(self.timers.wake)
         self.outcomes = [0, 0, 0]  # every outcome so far, by kind (backtest, metrics)
 
     # -- routing --------------------------------------------------------------
@@ -204,13 +241,12 @@ class SequenceRunner(WindowedRunner):
                 super().advance(now, out)
                 return
             super().advance(int(td) - 1, out)
-            t, keys = self.deadlines.pop()
-            for kv in sorted(keys, key=repr) if len(keys) > 1 else keys:
-                o = self.open.get(kv)
-                if o is not None and o[0] + self.within == t:
-                    self.open.pop(kv)
-                    self.outcomes[MISSED] += 1
-                    self.tally(o[2], _Moment(t, o[1]), MISSED, t, out)
+            t, kv = self.deadlines.pop()
+            o = self.open.get(kv)
+            if o is not None and o[0] + self.within == t:  # not closed, nor opened again since
+                self.open.pop(kv)
+                self.outcomes[MISSED] += 1
+                self.tally(o[2], _Moment(t, o[1]), MISSED, t, out)
 
     # -- verdict --------------------------------------------------------------
     def judge(self, key: Hashable, st: WinState | None, now: int, evidence: Any, out: list[Output]) -> None:
