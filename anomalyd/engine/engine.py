@@ -6,6 +6,7 @@ the worker only adds Kafka around it.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections import Counter
 from typing import Any, Callable, Iterable
@@ -32,7 +33,8 @@ class Engine:
         self.clock = StreamClock()
         self.started = False
         self.runners: dict[str, Runner] = {}
-        self.by_source: dict[str, list[Callable]] = {s: [] for s in SOURCES}  # event handlers per source
+        # Event handlers per source: (field getter, {value: handlers}, the others), see _dispatch.
+        self.by_source: dict[str, tuple[Callable | None, dict, list[Callable]]] = {s: (None, {}, []) for s in SOURCES}
         self.routers: dict[str, list[Runner]] = {s: [] for s in SOURCES}  # the runners reading each source
         # Rules over rules: input rule id -> the correlate runners reading its alerts.
         self.consumers: dict[str, list[Any]] = {}
@@ -88,13 +90,14 @@ class Engine:
     def _wire(self, rules: list[RuleBase], gone: set[str]) -> None:
         """Who reads what: event handlers per source, correlate rules per
         input rule, and the shard pins of rules that read across groups."""
-        handlers: dict[str, list[Callable]] = {s: [] for s in SOURCES}
+        handlers: dict[str, list[tuple[Callable, Any]]] = {s: [] for s in SOURCES}
         routers: dict[str, list[Runner]] = {s: [] for s in SOURCES}
         for r in self.runners.values():
             for src, fn in r.handlers().items():
-                handlers[src].append(fn)
+                handlers[src].append((fn, r.index(src)))
                 routers[src].append(r)
-        self.by_source, self.routers = handlers, routers
+        self.by_source = {src: _dispatch(hs) for src, hs in handlers.items()}
+        self.routers = routers
         self.consumers = {}
         links: dict[str, set[str]] = {}  # correlate rule <-> inputs, both ways
         for rule in rules:
@@ -197,7 +200,10 @@ class Engine:
         if not self.started or now >= self.wake.t or now >= self.next_tick:
             self._step(now, out)
         mark = len(out)  # what _step emitted is delivered already
-        for handle in self.by_source[source]:
+        get, table, handlers = self.by_source[source]
+        if get is not None:
+            handlers = table.get(get(ev), handlers)
+        for handle in handlers:
             handle(ev, now, out)
         if self.consumers and len(out) > mark:
             self._deliver(out, mark)
@@ -329,3 +335,17 @@ class Engine:
             "evictions": sum(self.evictions().values()),
             "alerts_evicted": sum(r.life.evicted for r in self.runners.values()),
         }
+
+
+def _dispatch(handlers: list[tuple[Callable, Any]]) -> tuple[Callable | None, dict, list[Callable]]:
+    """Handlers of one source, indexed by the string field most of them
+    filter on first (`status`): per value of it, the handlers to call, in
+    rule order; for any other value, those that do not filter on it. A rule
+    that cannot match an event costs nothing for it."""
+    fields = Counter(ix[0] for _, ix in handlers if ix is not None)
+    if not fields:
+        return None, {}, [fn for fn, _ in handlers]
+    field = fields.most_common(1)[0][0]
+    values = set().union(*(ix[1] for _, ix in handlers if ix is not None and ix[0] == field))
+    table = {v: [fn for fn, ix in handlers if ix is None or ix[0] != field or v in ix[1]] for v in values}
+    return operator.attrgetter(field), table, [fn for fn, ix in handlers if ix is None or ix[0] != field]

@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable
 
+from ..events import field_kinds
 from ..lifecycle import Lifecycle, Output
 from ..rules.conditions import compile_all, getter, value_getter
 from ..rules.expr import NO_VALUE
@@ -69,6 +70,21 @@ def make_group(group_by: list[str]) -> Callable[[Hashable], dict]:
     return lambda key: dict(zip(group_by, key))
 
 
+def index_of(where: Any, source: str) -> tuple[str, frozenset] | None:
+    """The (field, values) a condition list's first condition demands of a
+    string field (`==` a string, `in` strings), if it is such a condition."""
+    if not where:
+        return None
+    c = where[0]
+    if c.field is None or c.field.startswith("attrs.") or field_kinds(source).get(c.field, ("",))[0] != "string":
+        return None
+    if c.op == "==" and isinstance(c.value, str):
+        return c.field, frozenset([c.value])
+    if c.op == "in" and isinstance(c.value, list) and all(isinstance(v, str) for v in c.value):
+        return c.field, frozenset(c.value)
+    return None
+
+
 class Runner:
     """Base of the rule types. Subclasses implement `on_event`, and windowed
     ones `reevaluate(key, t, out)` for the moments their timers schedule."""
@@ -102,6 +118,12 @@ class Runner:
     def handlers(self) -> dict[str, Callable[[Any, int, list[Output]], Any]]:
         """What the engine calls per event, by source."""
         return {self.rule.source: self.on_event}
+
+    def index(self, source: str) -> tuple[str, frozenset] | None:
+        """(field, values): this rule reads only events of `source` whose
+        string field has one of these values (its first condition), so the
+        engine need not call it for others. None: no such promise."""
+        return index_of(getattr(self.rule, "where", ()), source)
 
     def route_key(self, source: str, ev: Any) -> Any:
         """The group an event of `source` goes to in scale-out mode (_SKIP: none)."""

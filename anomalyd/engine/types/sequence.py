@@ -25,7 +25,7 @@ from ..rules.expr import NO_VALUE, compile_expr
 from ..rules.model import CompareOp, Condition, DurationText, RuleCore, Source, _Strict
 from ..state import INF, GroupStore, Wake
 from ..windows import Outcomes, WinState
-from .base import _SKIP, NUMERIC_OPS, WindowedRunner
+from .base import _SKIP, NUMERIC_OPS, WindowedRunner, index_of
 
 Kind = Literal["matched", "mismatched", "missed"]
 MATCHED, MISMATCHED, MISSED = range(3)  # Outcomes.KINDS' order
@@ -168,6 +168,15 @@ class SequenceRunner(WindowedRunner):
         if first == then:
             return {first: self.on_either}
         return {first: self.on_first, then: self.on_then}
+
+    def index(self, source: str) -> tuple[str, frozenset] | None:
+        first, then = (index_of(side.where, source) if side.source == source else None
+                       for side in (self.rule.first, self.rule.then))
+        if self.rule.first.source != self.rule.then.source:
+            return first or then
+        if first and then and first[0] == then[0]:  # one source, both ends: either end's values
+            return first[0], first[1] | then[1]
+        return None
 
     def route_key(self, source: str, ev: Any) -> Any:
         r = self.rule
