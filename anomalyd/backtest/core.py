@@ -212,6 +212,7 @@ class Episode:
     evidence: list[str] = field(default_factory=list)
     verdict: str | None = None  # "tp" / "fp" when the rule is scored
     anomalies: list[str] = field(default_factory=list)  # anomaly ids it matched
+    inputs: str = ""  # a correlate rule's: the input alerts firing when it fired
 
     @property
     def gkey(self) -> str:
@@ -229,7 +230,7 @@ class Episode:
             "rule_id": self.rule_id, "group": self.group, "started_at": format_ts(self.start),
             "resolved_at": format_ts(self.end) if self.end is not None else None,
             "alert_id": self.alert_id, "value": self.value, "threshold": self.threshold,
-            "message": self.message,
+            "message": self.message, **({"inputs": self.inputs} if self.inputs else {}),
         }
 
 
@@ -325,7 +326,8 @@ class Run:
                 if v["status"] == "firing":
                     rr.fired += 1
                     ep = Episode(v["rule_id"], v["group"], parse_ts(v["started_at"]), None, v["alert_id"],
-                                 v["severity"], v["value"], v["threshold"], v["message"], list(v["evidence"]))
+                                 v["severity"], v["value"], v["threshold"], v["message"], list(v["evidence"]),
+                                 inputs=str(v["details"].get("alerts", "")) if v["source"] == "alerts" else "")
                     rr.episodes.append(ep)
                     self.open[okey] = ep
                 else:

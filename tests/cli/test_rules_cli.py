@@ -78,6 +78,9 @@ def test_rules_list_shows_owner_and_state():
     p = cli("rules", "list", "rules")
     assert p.returncode == 0
     assert "negative-stock" in p.stdout and "supply-oncall" in p.stdout and "pause_sales" in p.stdout
+    rows = {ln.split("│")[1].strip(): ln for ln in p.stdout.splitlines() if ln.count("│") > 3}
+    assert "orders → payments" in rows["payment-order-mismatch"]  # what a rule reads
+    assert "alerts of payment-error-burst" in rows["payment-channel-incident"]
 
 
 def test_every_shipped_rule_has_unit_tests_and_they_pass():
