@@ -64,7 +64,9 @@ def figures(eng: Engine) -> dict:
             "evicted": {rid: r.evicted() for rid, r in eng.runners.items()},
             "alerts_evicted": {rid: r.life.evicted for rid, r in eng.runners.items()},
             "expr_errors": {rid: r.expr_errors() for rid, r in eng.runners.items()},
-            "distinct_capped": {rid: r.capped() for rid, r in eng.runners.items() if hasattr(r, "capped")}}
+            "distinct_capped": {rid: r.capped() for rid, r in eng.runners.items() if hasattr(r, "capped")},
+            "outcomes": {rid: dict(zip(("matched", "mismatched", "missed"), r.outcomes))
+                         for rid, r in eng.runners.items() if hasattr(r, "outcomes")}}
 
 
 def _combine(a: Any, b: Any, sign: int) -> Any:

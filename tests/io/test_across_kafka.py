@@ -9,6 +9,8 @@ import json
 
 import pytest
 
+from anomalyd.engine.engine import Engine
+from anomalyd.engine.rules.loader import load_rules
 from anomalyd.simulate import generate
 from tests.io.service import Service
 from tests.io.test_scaleout import ids, sharded, two_workers, wait_outputs
@@ -38,9 +40,16 @@ def test_sequence_and_correlate_through_kafka_equal_replay(broker, tmp_path, str
         svc.wait_ready()
         svc.wait_processed(n, timeout=60)
         out = wait_outputs(svc, ids(ref), [svc], timeout=30, ref=ref)
+        metrics = svc.get("/metrics")[1]
     finally:
         assert svc.stop() == 0
     assert ids(out) == ids(ref)
+    eng = Engine(load_rules("rules"))
+    for ln in lines:
+        eng.process_line(ln)
+    for rid in ("unpaid-orders-holding-stock", "payment-order-mismatch"):
+        for kind, n in zip(("matched", "mismatched", "missed"), eng.runners[rid].outcomes):
+            assert f'anomalyd_sequence_outcomes_total{{outcome="{kind}",rule_id="{rid}"}} {float(n)}' in metrics
 
 
 def test_sequence_and_correlate_in_scale_out_mode_equal_replay(broker, tmp_path, stream):
