@@ -21,12 +21,26 @@ pytestmark = pytest.mark.kafka
 NEW = {"unpaid-orders-holding-stock", "payment-order-mismatch", "payment-channel-incident"}
 
 
+def double_trouble(t0: int) -> list[tuple[int, str, dict]]:
+    """Complaints surging and stock negative on one SKU (count: rules)."""
+    evs = [(t0 + i * 30_000, "complaints", {"ticket_id": f"DT-{i}", "category": "quality", "sku": "SKU-DT"}) for i in range(20)]
+    evs += [(t0 + 600_000 + i * 10_000, "complaints", {"ticket_id": f"DU-{i}", "category": "quality", "sku": "SKU-DT"})
+            for i in range(30)]
+    evs += [(t0 + 720_000, "inventory", {"sku": "SKU-DT", "available": -3, "warehouse": "WH-EAST"}),
+            (t0 + 840_000, "inventory", {"sku": "SKU-DT", "available": 40, "warehouse": "WH-EAST"})]
+    return evs
+
+
 @pytest.fixture(scope="module")
 def stream():
-    lines = [json.dumps({"topic": e["topic"], "value": e["value"]})
-             for e in generate(seed=5, minutes=75, rate=2, anomalies=["unpaid-orders", "amount-mismatch", "channel-incident"])]
+    envs = [(e["value"]["ts"], e["topic"], e["value"])
+            for e in generate(seed=5, minutes=75, rate=2, anomalies=["unpaid-orders", "amount-mismatch", "channel-incident"])]
+    t0 = envs[0][0] + 40 * 60_000
+    envs += [(ts, topic, {"event_id": f"dt-{i}", "ts": ts, **v}) for i, (ts, topic, v) in enumerate(double_trouble(t0))]
+    envs.sort(key=lambda e: e[0])  # stable: the simulator's order kept at equal times
+    lines = [json.dumps({"topic": topic, "value": v}) for _, topic, v in envs]
     ref = replay(lines)
-    assert NEW <= {a["rule_id"] for a in ref["alerts"]}
+    assert NEW | {"sku-double-trouble"} <= {a["rule_id"] for a in ref["alerts"]}
     assert any(c["rule_id"] == "payment-channel-incident" for c in ref["breaker-commands"])
     return lines, ref
 
