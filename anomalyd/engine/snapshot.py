@@ -90,8 +90,7 @@ def load_runner(r, st: dict) -> None:
     life.orphans = dict(st.get("orphans", {}))
     if st.get("judge_from") is not None:  # snapshots of before 2026-12-02 (surge's own state)
         r.load_state({"judge_from": st["judge_from"]})
-    if st.get("own") is not None:
-        r.load_state(st["own"])
+    r.load_state(st.get("own"))
 
 
 def dump(engine, extra: Any = None) -> bytes:

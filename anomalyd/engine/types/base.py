@@ -156,7 +156,8 @@ class Runner:
         return None
 
     def load_state(self, data: Any) -> None:
-        pass
+        """`data` is what dump_state gave; None from a snapshot written before
+        the type had state of its own."""
 
     def on_start(self, now: int, out: list[Output]) -> None:
         """The stream's first event time (absence rules start their clock)."""
