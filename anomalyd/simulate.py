@@ -20,7 +20,7 @@ METHODS = ["card", "wallet", "transfer"]
 ERRORS = ["E_TIMEOUT", "E_DECLINED", "E_RISK", "E_LIMIT", "E_3DS", "E_NETWORK", "E_FUNDS", "E_CURRENCY", "E_BANK_DOWN", "E_DUP"]
 CATEGORIES = ["quality", "delivery", "wrong-item", "refund", "service"]
 ANOMALIES = ["oversell", "price-drop", "payment-spike", "complaint-surge", "failure-ratio", "error-burst", "silent-channel",
-             "unpaid-orders", "amount-mismatch", "channel-incident"]
+             "unpaid-orders", "amount-mismatch", "channel-incident", "below-floor", "refund-spike", "coupon-abuse"]
 
 
 class Sim:
@@ -174,6 +174,32 @@ class Sim:
                     out.append((t0 + i * 25_000 + c * 3_000, "payments", {
                         "payment_id": f"P-I{t0}-{c}-{i}", "order_id": f"O-I{t0}-{c}-{i}", "amount": 88.0, "status": "failed",
                         "method": "wallet", "error_code": code, "merchant_id": m}))
+        elif kind == "below-floor":  # stacked promo codes sell under the floor price
+            sku = self.pick_sku()
+            self.reserved.add(sku)
+            p = self.price[sku]
+            q = max(1, -(-101 // int(p * 0.45 + 1)))  # worth over 100: the rule ignores small baskets
+            for i in range(3):
+                out.append((t0 + i * 90_000, "orders", {"order_id": f"O-F{t0}-{i}", "sku": sku, "quantity": q,
+                                                         "unit_price": round(p * 0.45, 2), "status": "paid", "channel": "app",
+                                                         "merchant_id": self.sku_merchant[sku], "promo_codes": ["618SALE", "VIP10"],
+                                                         "attrs": {"floor_price": round(p * 0.7, 2)}}))
+            out.append((t0 + 5 * m60, "orders", {"order_id": f"O-F{t0}-x", "sku": sku, "quantity": q, "unit_price": p,
+                                                  "status": "paid", "channel": "app", "merchant_id": self.sku_merchant[sku],
+                                                  "promo_codes": ["618SALE", "VIP10"], "attrs": {"floor_price": round(p * 0.7, 2)}}))
+        elif kind == "refund-spike":  # one merchant refunds 7,200 in five minutes
+            m = rng.choice(self.merchants)
+            for i in range(12):
+                out.append((t0 + i * 25_000, "payments", {"payment_id": f"P-R{t0}-{i}", "order_id": f"O-R{t0}-{i}", "amount": 600.0,
+                                                          "status": "refunded", "method": "card", "merchant_id": m}))
+        elif kind == "coupon-abuse":  # one coupon used by 60 new accounts in six minutes
+            code = f"NEWUSER-{t0 % 1000}"
+            for i in range(60):
+                sku = self.pick_sku()
+                out.append((t0 + i * 6_000, "orders", {"order_id": f"O-C{t0}-{i}", "sku": sku, "quantity": 1,
+                                                        "unit_price": self.price[sku], "status": "paid", "channel": "app",
+                                                        "merchant_id": self.sku_merchant[sku], "customer_id": f"C-N{t0}-{i}",
+                                                        "attrs": {"coupon": code}}))
         elif kind == "silent-channel":
             self.silent.append((rng.choice(CHANNELS), t0, t0 + 15 * m60))
         return out
@@ -195,7 +221,7 @@ def generate(seed: int = 7, start: str | int = "2026-06-18T00:00:00+08:00", minu
         rounds = max(1, span // (3_600_000))
         for r in range(rounds):
             for i, kind in enumerate(kinds):
-                lo = start_ms + r * 3_600_000 + 10 * 60_000 + i * 5 * 60_000
+                lo = start_ms + r * 3_600_000 + 10 * 60_000 + i * 48 * 60_000 // len(kinds)  # within the hour
                 t0 = lo + sim.rng.randint(0, 60_000)
                 if t0 + 20 * 60_000 > start_ms + span:
                     continue

@@ -116,6 +116,9 @@ KIND_RULES: dict[str, str] = {
     "unpaid-orders": "unpaid-orders-holding-stock",
     "amount-mismatch": "payment-order-mismatch",
     "channel-incident": "payment-channel-incident",
+    "below-floor": "price-below-floor",
+    "refund-spike": "refund-spike",
+    "coupon-abuse": "coupon-abuse",
 }
 _LABEL_TAG = "label:"
 

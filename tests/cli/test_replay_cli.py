@@ -151,8 +151,11 @@ def test_simulate_is_seeded_and_its_labelled_anomalies_are_caught(tmp_path):
     out = cli("replay", str(tmp_path / "sim.jsonl"), "--rules", "rules").stdout
     fired = Counter(json.loads(ln)["value"]["rule_id"] for ln in out.splitlines() if '"status":"firing"' in ln)
     for rule_id in ("negative-stock", "order-price-swing", "payment-amount-swing", "complaint-surge",
-                    "payment-failure-ratio", "payment-error-burst", "order-feed-silent"):
+                    "payment-failure-ratio", "order-feed-silent", "unpaid-orders-holding-stock", "payment-order-mismatch",
+                    "payment-channel-incident", "price-below-floor"):
         assert 1 <= fired[rule_id] <= 2, (rule_id, fired)
+    # the error burst, and the three codes of the channel incident
+    assert 4 <= fired["payment-error-burst"] <= 8, fired
 
 
 def test_progress_bar_only_when_stderr_is_a_terminal(tmp_path):
