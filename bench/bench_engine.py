@@ -133,9 +133,10 @@ def bench_memory(n_groups: int) -> dict:
     }
 
 
-def bench_against(rev: str, n_events: int, rounds: int = 3) -> None:
+def bench_against(rev: str, n_events: int, rounds: int = 3, rules: Path | None = None) -> None:
     """This tree's replay beside revision `rev`'s, in one run, alternating
-    (each round a fresh process of each), on the same file."""
+    (each round a fresh process of each), on the same file. `rules`: this
+    tree runs these rules instead of its own (the same rules on both codes)."""
     import subprocess
     import tempfile
 
@@ -147,14 +148,15 @@ def bench_against(rev: str, n_events: int, rounds: int = 3) -> None:
     code = (
         "import json,sys; sys.path.insert(0, sys.argv[1]); sys.argv=[sys.argv[0]];"
         "import importlib.util as u; s=u.spec_from_file_location('b', sys.argv[0] if False else '%s');"
-        "m=u.module_from_spec(s); s.loader.exec_module(m); print(json.dumps(m.replay_only(%d, '%s')))"
+        "m=u.module_from_spec(s); s.loader.exec_module(m); print(json.dumps(m.replay_only(%d, '%s', %r)))"
     )
     try:
         best: dict[str, float] = {}
         for _ in range(rounds):
             for name, tree in (("this tree", ROOT), (rev, old)):
+                own = str(rules.resolve()) if rules and tree == ROOT else None
                 out = subprocess.run(
-                    [sys.executable, "-c", code % (ROOT / "bench" / "bench_engine.py", n_events, tree), str(tree)],
+                    [sys.executable, "-c", code % (ROOT / "bench" / "bench_engine.py", n_events, tree, own), str(tree)],
                     capture_output=True,
                     text=True,
                     check=True,
@@ -174,7 +176,7 @@ def bench_against(rev: str, n_events: int, rounds: int = 3) -> None:
         subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(old)], capture_output=True)
 
 
-def replay_only(n_events: int, tree: str) -> dict:
+def replay_only(n_events: int, tree: str, rules: str | None = None) -> dict:
     """bench_replay with the engine and rules of another tree (sys.path set by the caller)."""
     global Engine, EngineConfig, load_rules, write_outputs
     import importlib
@@ -185,8 +187,9 @@ def replay_only(n_events: int, tree: str) -> dict:
     EngineConfig = importlib.import_module("anomalyd.engine.types").EngineConfig
     load_rules = importlib.import_module("anomalyd.engine.rules.loader").load_rules
     write_outputs = importlib.import_module("anomalyd.cli.replay").write_outputs
-    r = bench_replay(n_events, Path(tree) / "rules")
-    r["rules"] = len(load_rules(Path(tree) / "rules").rules)
+    d = Path(rules) if rules else Path(tree) / "rules"
+    r = bench_replay(n_events, d)
+    r["rules"] = len(load_rules(d).rules)
     return r
 
 
@@ -234,17 +237,67 @@ def bench_state() -> None:
         print(f"  {name:<46} {used / groups:>10,.0f} bytes/group ({groups} groups, {per} events each)")
 
 
+def bench_open(n_open: int) -> None:
+    """Bytes per open expectation of a sequence rule (unpaid orders): n_open
+    orders created within its `within`, none paid yet."""
+    from anomalyd.engine.types import RULE_TYPES
+
+    r = RULE_TYPES["sequence"].model_validate(
+        {
+            "id": "unpaid",
+            "type": "sequence",
+            "within": "1h",
+            "window": "10m",
+            "op": ">=",
+            "value": 20,
+            "group_by": ["sku"],
+            "first": {
+                "source": "orders",
+                "key": "order_id",
+                "where": [{"field": "status", "op": "==", "value": "created"}],
+            },
+            "then": {"source": "payments", "key": "order_id"},
+        }
+    )
+    eng = Engine([r], EngineConfig(max_groups_per_rule=n_open * 2))
+    t0 = 1_781_712_000_000
+    tmpl = (
+        '{"topic":"orders","value":{"event_id":"ord-%08d","ts":%d,"order_id":"O-%08d","sku":"SKU-%05d",'
+        '"quantity":1,"unit_price":9.5,"status":"created"}}'
+    )
+    gc.collect()
+    tracemalloc.start()
+    base = tracemalloc.get_traced_memory()[0]
+    t = time.perf_counter()
+    for i in range(n_open):
+        eng.process_line(tmpl % (i, t0 + i * 3, i, i % 1000))  # 1M orders in 50 minutes, 1,000 SKUs
+    took = time.perf_counter() - t
+    gc.collect()
+    used = tracemalloc.get_traced_memory()[0] - base
+    tracemalloc.stop()
+    n = len(eng.runners["unpaid"].open)
+    print(
+        f"  sequence, {n:,} open expectations       {used / n:>10,.0f} bytes each (key, first ts and id, group, deadline timer);"
+        f" {n_open / took:,.0f} first events/s"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--events", type=int, default=200_000)
     ap.add_argument("--groups", type=int, default=1_000_000)
     ap.add_argument("--against", metavar="REV", help="also replay git revision REV's code and rules, in the same run")
+    ap.add_argument("--rules", type=Path, help="with --against: the rules this tree runs (default: its own rules/)")
+    ap.add_argument(
+        "--open", type=int, default=1_000_000, help="open expectations of a sequence rule for its memory figure"
+    )
     a = ap.parse_args()
     if a.against:
         print(f"replay, {a.events} simulated events, this tree against {a.against} (best of 3 alternating runs):")
-        bench_against(a.against, a.events)
+        bench_against(a.against, a.events, rules=a.rules)
         print("state per group (tracemalloc):")
         bench_state()
+        bench_open(a.open)
         return
     print(
         f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"

@@ -113,6 +113,12 @@ KIND_RULES: dict[str, str] = {
     "failure-ratio": "payment-failure-ratio",
     "error-burst": "payment-error-burst",
     "silent-channel": "order-feed-silent",
+    "unpaid-orders": "unpaid-orders-holding-stock",
+    "amount-mismatch": "payment-order-mismatch",
+    "channel-incident": "payment-channel-incident",
+    "below-floor": "price-below-floor",
+    "refund-spike": "refund-spike",
+    "coupon-abuse": "coupon-abuse",
 }
 _LABEL_TAG = "label:"
 
@@ -211,6 +217,7 @@ class Episode:
     evidence: list[str] = field(default_factory=list)
     verdict: str | None = None  # "tp" / "fp" when the rule is scored
     anomalies: list[str] = field(default_factory=list)  # anomaly ids it matched
+    inputs: str = ""  # a correlate rule's: the input alerts firing when it fired
 
     @property
     def gkey(self) -> str:
@@ -233,6 +240,7 @@ class Episode:
             "value": self.value,
             "threshold": self.threshold,
             "message": self.message,
+            **({"inputs": self.inputs} if self.inputs else {}),
         }
 
 
@@ -338,6 +346,7 @@ class Run:
                         v["threshold"],
                         v["message"],
                         list(v["evidence"]),
+                        inputs=str(v["details"].get("alerts", "")) if v["source"] == "alerts" else "",
                     )
                     rr.episodes.append(ep)
                     self.open[okey] = ep
@@ -412,6 +421,9 @@ class Backtest:
                 "noisiest": rr.noisiest(last),
                 "score": rr.score,
             }
+            outcomes = getattr(run.engine.runners.get(rid), "outcomes", None)
+            if outcomes is not None:  # a sequence: how its expectations ended
+                out[rid]["outcomes"] = dict(zip(("matched", "mismatched", "missed"), outcomes, strict=True))
         return out
 
     def run_dict(self, run: Run) -> dict:

@@ -250,6 +250,8 @@ def _tip(bt: Backtest, rid: str, eps: list[Episode], status: dict) -> str:
         ]
         if e.message:
             tip.append(e.message)
+        if e.inputs:
+            tip.append("inputs: " + e.inputs)
     else:
         end = None if any(x.end is None for x in eps) else max(x.end for x in eps)  # type: ignore[type-var]
         tip = [
@@ -462,6 +464,40 @@ def render(bt: Backtest) -> str:
             if len(rows) > MAX_DIFF_ROWS:
                 p.append(f'<div class="note">and {len(rows) - MAX_DIFF_ROWS} more (all are in the JSON report).</div>')
             p.append("</details>")
+
+    # rules across sources and over rules
+    seqs = {rid: s["outcomes"] for rid, s in cur["rules"].items() if "outcomes" in s}
+    if seqs:
+        p.append(
+            '<h2>Sequence outcomes <span class="sub">how the expectations that ended in the input ended</span></h2>'
+        )
+        p.append(
+            '<div class="panel"><table><thead><tr><th>rule</th><th class="n">matched</th><th class="n">mismatched</th>'
+            '<th class="n">missed</th></tr></thead><tbody>'
+        )
+        for rid, o in seqs.items():
+            p.append(
+                f'<tr><td><a href="#{_anchor(rid)}">{_e(rid)}</a></td><td class="n">{o["matched"]}</td>'
+                f'<td class="n">{o["mismatched"]}</td><td class="n">{o["missed"]}</td></tr>'
+            )
+        p.append("</tbody></table></div>")
+    incidents = [e for rr in bt.current.rules.values() for e in rr.episodes if e.inputs]
+    if incidents:
+        p.append(
+            '<h2>Correlated incidents <span class="sub">episodes of correlate rules, with the input alerts '
+            "firing when they fired</span></h2>"
+        )
+        p.append(
+            '<div class="panel"><table><thead><tr><th>rule</th><th>group</th><th>started</th><th>resolved</th>'
+            "<th>inputs</th></tr></thead><tbody>"
+        )
+        for e in sorted(incidents, key=lambda e: (e.start, e.rule_id))[:MAX_DIFF_ROWS]:
+            p.append(
+                f'<tr><td><a href="#{_anchor(e.rule_id)}">{_e(e.rule_id)}</a></td>'
+                f'<td class="mono">{_e(group_text(e.group))}</td><td class="mono nw">{_e(_ts(e.start))}</td>'
+                f'<td class="mono nw">{_e(_ts(e.end))}</td><td>{_e(e.inputs)}</td></tr>'
+            )
+        p.append("</tbody></table></div>")
 
     # labels
     if labels:

@@ -133,6 +133,13 @@ def _render(bt: Backtest, con: Console) -> None:
         t.add_row(*row)
     con.print(t)
 
+    seqs = {rid: s["outcomes"] for rid, s in cur["rules"].items() if "outcomes" in s}
+    if seqs:
+        con.print()
+        con.print(Text("sequence outcomes (expectations ended in the input)", style="bold"))
+        for rid, o in seqs.items():
+            con.print(f"  {rid}: {o['matched']} matched, {o['mismatched']} mismatched, {o['missed']} missed")
+
     if diff and (diff["totals"]["only_new"] or diff["totals"]["only_old"]):
         con.print()
         dtab = Table(

@@ -51,21 +51,27 @@ def list_rules(directory: str) -> int:
     from rich.table import Table
 
     t = Table(title=f"rules in {directory}")
-    for col in ("id", "type", "source", "severity", "owner", "state", "for", "breaker"):
+    for col in ("id", "type", "reads", "severity", "owner", "state", "for", "breaker"):
         t.add_column(col)
     for lr in sorted(rs.rules, key=lambda x: x.rule.id):
         r = lr.rule
         state = ("shadow" if r.mode == "shadow" else "live") if r.enabled else "disabled"
         kind = r.type + (f" {r.fn}" if getattr(r, "fn", "count") != "count" else "")  # type: ignore[attr-defined]
+        # What it reads: a source, two (a sequence: first -> then), or alerts of named rules.
+        reads = (
+            " → ".join(r.sources())
+            if r.sources()
+            else "alerts of " + (", ".join(r.rules) if isinstance(r.rules, list) else "tags " + ", ".join(r.rules.tags))  # type: ignore[attr-defined]
+        )
         t.add_row(
             r.id,
             kind,
-            r.source,
+            reads,
             r.severity,
             r.owner or "-",
             state,
             r.for_ if r.for_ != "0s" else "-",
             r.breaker.action if r.breaker else "-",
         )
-    Console(width=140).print(t)
+    Console(width=180).print(t)
     return 0

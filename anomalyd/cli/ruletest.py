@@ -17,7 +17,8 @@ A test file (YAML):
         rules: [negative-stock]      # optional: compare only these rules' output
 
 Input items carry the event fields plus `topic`; `event_id` defaults to a
-unique one; `repeat`/`every` expand one item into several events; an item
+unique one; `repeat`/`every` expand one item into several events (`{n}` in
+a value becomes the repeat's number: `order_id: "O-{n}"`); an item
 with `raw: "..."` sends that exact text as the record value (malformed input).
 """
 
@@ -33,11 +34,12 @@ from pydantic import BaseModel
 
 from ..engine.engine import Engine
 from ..engine.events import EVENT_MODELS
-from ..engine.lifecycle import ALERTS, COMMANDS, SHADOW_ALERTS
+from ..engine.lifecycle import ALERTS, COMMANDS, DEAD_LETTER, SHADOW_ALERTS
 from ..engine.records import Alert, BreakerCommand, DeadLetter
 from ..engine.rules.loader import RuleError, RuleLoadError, RuleSet, compose_file, did_you_mean, load_rules
 from ..engine.timeutil import format_ts, parse_duration, parse_ts
 from ..engine.types import EngineConfig
+from ..engine.types.correlate import with_inputs
 
 TOP_KEYS = ["rule_files", "start", "allowed_lateness", "tests"]
 TEST_KEYS = [
@@ -292,7 +294,8 @@ def _expand_input_at(items: list, start: int | None, name: str, where_of=None) -
         base = _time(item.get("ts"), start, where)
         for r in range(repeat):
             n += 1
-            ev = dict(item)
+            # `{n}` in a value: the repeat's number, so 20 orders get 20 order ids.
+            ev = {k: v.replace("{n}", str(r + 1)) if isinstance(v, str) else v for k, v in item.items()}
             if "ts" in ev:
                 ev["ts"] = base + r * every if isinstance(base, int) else base
             ev.setdefault("event_id", f"{topic}-{n}")
@@ -467,12 +470,16 @@ def _run_test(
                 place = f"{path}:{at[1][0]}:{at[1][1]}: " if at else ""
                 out.append(f"  {place}unknown rule {rid!r}{did_you_mean(rid, known)}")
         return False, out
+    if only is not None:
+        rules = with_inputs(rules, [lr.rule for lr in ruleset.rules])
     engine = Engine(rules, EngineConfig(allowed_lateness_ms=lateness))
     alerts: list[dict] = []
     commands: list[dict] = []
     dead: list[dict] = []
     for n, (line, _at) in enumerate(lines, 1):
         for topic, _k, v in engine.process_line(line, n):
+            if topic != DEAD_LETTER and only is not None and v["rule_id"] not in only:
+                continue  # an input of a listed correlate rule: run, not compared
             (alerts if topic in (ALERTS, SHADOW_ALERTS) else commands if topic == COMMANDS else dead).append(v)
     problems: list[str] = []
     if "expect_dead_letters" in t:

@@ -6,6 +6,7 @@ the worker only adds Kafka around it.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections import Counter
 from typing import Any, Callable, Iterable
@@ -14,7 +15,7 @@ from pydantic import ValidationError
 
 from .decode import _ENVELOPE_CORE, Rejected, dead_letter, decode_line, decode_line_slow, decode_value, topic_of
 from .events import SOURCES
-from .lifecycle import DEAD_LETTER, Output
+from .lifecycle import ALERTS, DEAD_LETTER, SHADOW_ALERTS, Output
 from .rules.loader import RuleSet
 from .rules.model import RuleBase
 from .sharding import shard_of
@@ -22,6 +23,8 @@ from .state import INF, StreamClock, Wake
 from .timeutil import format_duration
 from .types import EngineConfig, Runner, runner_for
 from .types.base import _SKIP
+from .types.correlate import CorrelateRule, find_cycle, inputs_of
+from .types.sequence import SequenceRule
 
 
 class Engine:
@@ -30,7 +33,11 @@ class Engine:
         self.clock = StreamClock()
         self.started = False
         self.runners: dict[str, Runner] = {}
-        self.by_source: dict[str, list[Runner]] = {s: [] for s in SOURCES}
+        # Event handlers per source: (field getter, {value: handlers}, the others), see _dispatch.
+        self.by_source: dict[str, tuple[Callable | None, dict, list[Callable]]] = {s: (None, {}, []) for s in SOURCES}
+        self.routers: dict[str, list[Runner]] = {s: [] for s in SOURCES}  # the runners reading each source
+        # Rules over rules: input rule id -> the correlate runners reading its alerts.
+        self.consumers: dict[str, list[Any]] = {}
         self.wake = Wake()  # earliest due timer of any rule
         self.next_tick: float = -1  # idle-eviction sweeps, once a minute of event time
         # Figures for metrics and the replay summary.
@@ -55,6 +62,9 @@ class Engine:
         else:
             new_rules = [r for r in rules if r.enabled]
             self.ruleset_version = ""
+        cycle = find_cycle(new_rules)
+        if cycle:
+            raise ValueError(f"correlate rules read each other in a cycle: {' -> '.join(cycle)}")
         old = self.runners
         runners: dict[str, Runner] = {}
         report: dict[str, list[str]] = {"kept": [], "added": [], "changed": [], "removed": []}
@@ -71,11 +81,49 @@ class Engine:
                 report["changed" if prev is not None else "added"].append(rule.id)
         report["removed"] = [rid for rid in old if rid not in runners]
         self.runners = runners
+        self._wire(new_rules, set(report["changed"]) | set(report["removed"]))
         if self.shard is not None:
             self.set_shard(*self.shard)
-        self.by_source = {s: [r for r in runners.values() if r.rule.source == s] for s in SOURCES}
         self._recompute_due()
         return report
+
+    def _wire(self, rules: list[RuleBase], gone: set[str]) -> None:
+        """Who reads what: event handlers per source, correlate rules per
+        input rule, and the shard pins of rules that read across groups."""
+        handlers: dict[str, list[tuple[Callable, Any]]] = {s: [] for s in SOURCES}
+        routers: dict[str, list[Runner]] = {s: [] for s in SOURCES}
+        for r in self.runners.values():
+            for src, fn in r.handlers().items():
+                handlers[src].append((fn, r.index(src)))
+                routers[src].append(r)
+        self.by_source = {src: _dispatch(hs) for src, hs in handlers.items()}
+        self.routers = routers
+        self.consumers = {}
+        links: dict[str, set[str]] = {}  # correlate rule <-> inputs, both ways
+        for rule in rules:
+            if isinstance(rule, CorrelateRule):
+                c = self.runners[rule.id]
+                c.forget_inputs(gone)
+                for rid in inputs_of(rule, rules):
+                    self.consumers.setdefault(rid, []).append(c)
+                    links.setdefault(rule.id, set()).add(rid)
+                    links.setdefault(rid, set()).add(rule.id)
+        # Scale-out: a sequence's key and group, and a correlate rule's
+        # inputs, live on different shards. Such a rule is pinned to one shard
+        # with every rule it is linked to (notes/derived-records.md).
+        pins: dict[str, str] = {}
+        for rule in rules:
+            if rule.id in pins or not (rule.id in links or isinstance(rule, SequenceRule)):
+                continue
+            part, todo = set(), [rule.id]
+            while todo:
+                rid = todo.pop()
+                if rid not in part:
+                    part.add(rid)
+                    todo.extend(links.get(rid, ()))
+            pins.update(dict.fromkeys(part, min(part)))
+        for rid, r in self.runners.items():
+            r.pin = pins.get(rid)
 
     def _recompute_due(self) -> None:
         self.wake.t = min((r.next_due for r in self.runners.values()), default=INF)
@@ -151,8 +199,14 @@ class Engine:
             clock.now = now = ts
         if not self.started or now >= self.wake.t or now >= self.next_tick:
             self._step(now, out)
-        for r in self.by_source[source]:
-            r.on_event(ev, now, out)
+        mark = len(out)  # what _step emitted is delivered already
+        get, table, handlers = self.by_source[source]
+        if get is not None:
+            handlers = table.get(get(ev), handlers)
+        for handle in handlers:
+            handle(ev, now, out)
+        if self.consumers and len(out) > mark:
+            self._deliver(out, mark)
         return out
 
     def too_far_ahead(self, ts: int) -> bool:
@@ -187,13 +241,29 @@ class Engine:
             self._step(ts, out)
         return out
 
+    def _deliver(self, out: list[Output], start: int) -> None:
+        """Alert changes of input rules, from out[start:] on, to the correlate
+        rules reading them, in the order they happened; what those emit is
+        delivered in turn (rules over rules over rules)."""
+        consumers = self.consumers
+        i = start
+        while i < len(out):
+            topic, _, rec = out[i]
+            i += 1
+            if topic in (ALERTS, SHADOW_ALERTS):
+                for c in consumers.get(rec["rule_id"], ()):
+                    c.on_alert(rec, out)
+
     def _step(self, now: int, out: list[Output]) -> None:
         """What the stream's time reaching `now` sets off: the start of the
         stream, due timers, the once-a-minute idle-eviction sweep."""
         if not self.started:
             self.started = True
+            mark = len(out)
             for r in self.runners.values():
                 r.on_start(now, out)
+            if self.consumers:
+                self._deliver(out, mark)
             self._recompute_due()
         if now >= self.wake.t:
             self._advance(now, out)
@@ -208,17 +278,19 @@ class Engine:
         self.shard = (index, count)
         owns = (lambda key: shard_of(key, count) == index) if count > 1 else None
         for r in self.runners.values():
-            r.owns = owns
+            if r.pin is not None and count > 1:
+                mine = shard_of(r.pin, count) == index
+                r.owns = lambda key, mine=mine: mine
+            else:
+                r.owns = owns
 
     def route(self, source: str, ev: Any, count: int) -> set[int]:
         """The shards that own a group this event belongs to, under any rule."""
         shards: set[int] = set()
-        for r in self.by_source[source]:
-            if r.where is not None and not r.where(ev):
-                continue
-            key = r.key_of(ev)
+        for r in self.routers[source]:
+            key = r.route_key(source, ev)
             if key is not _SKIP:
-                shards.add(shard_of(key, count))
+                shards.add(shard_of(key if r.pin is None else r.pin, count))
         return shards
 
     def _advance(self, now: int, out: list[Output]) -> None:
@@ -228,8 +300,13 @@ class Engine:
             r = min(runners, key=lambda x: x.next_due)
             # Run the earliest rule up to the next other rule's moment (or now).
             others = min((x.next_due for x in runners if x is not r), default=INF)
+            mark = len(out)
             r.advance(min(now, others), out)
-            runners = [x for x in runners if x.next_due <= now]
+            if self.consumers and len(out) > mark:
+                self._deliver(out, mark)  # may set timers of the correlate rules
+                runners = [x for x in self.runners.values() if x.next_due <= now]
+            else:
+                runners = [x for x in runners if x.next_due <= now]
         self._recompute_due()
 
     # -- figures ----------------------------------------------------------------
@@ -237,7 +314,7 @@ class Engine:
         return {rid: r.groups() for rid, r in self.runners.items()}
 
     def evictions(self) -> dict[str, int]:
-        return {rid: r.store.evicted for rid, r in self.runners.items()}
+        return {rid: r.evicted() for rid, r in self.runners.items()}
 
     def summary(self) -> dict[str, Any]:
         alerts: Counter[str] = Counter()
@@ -258,3 +335,17 @@ class Engine:
             "evictions": sum(self.evictions().values()),
             "alerts_evicted": sum(r.life.evicted for r in self.runners.values()),
         }
+
+
+def _dispatch(handlers: list[tuple[Callable, Any]]) -> tuple[Callable | None, dict, list[Callable]]:
+    """Handlers of one source, indexed by the string field most of them
+    filter on first (`status`): per value of it, the handlers to call, in
+    rule order; for any other value, those that do not filter on it. A rule
+    that cannot match an event costs nothing for it."""
+    fields = Counter(ix[0] for _, ix in handlers if ix is not None)
+    if not fields:
+        return None, {}, [fn for fn, _ in handlers]
+    field = fields.most_common(1)[0][0]
+    values = set().union(*(ix[1] for _, ix in handlers if ix is not None and ix[0] == field))
+    table = {v: [fn for fn, ix in handlers if ix is None or ix[0] != field or v in ix[1]] for v in values}
+    return operator.attrgetter(field), table, [fn for fn, ix in handlers if ix is None or ix[0] != field]

@@ -40,18 +40,6 @@ def _dec(v: Any) -> Any:
     return v
 
 
-def _timers(t) -> tuple:
-    return (list(t.heap), {k: list(s) for k, s in t.due.items()})
-
-
-def _load_timers(t, data: tuple) -> None:
-    heap, due = data
-    t.heap = list(heap)
-    t.due = {k: set(v) for k, v in due.items()}
-    if t.heap and t.heap[0] < t.wake.t:
-        t.wake.t = t.heap[0]
-
-
 def runner_state(r) -> dict:
     life = r.life
     return {
@@ -59,12 +47,12 @@ def runner_state(r) -> dict:
         "store": [(k, _enc(v)) for k, v in r.store.items()],
         "evicted": r.store.evicted,
         "rotate_at": r.store.rotate_at,
-        "timers": _timers(r.timers),
+        "timers": r.timers.dump(),
         "active": {k: (a.started, a.alert_id, a.holds, a.last_true, a.value, a.threshold, a.details)
                    for k, a in life.active.items()},
         "pending": {k: (a.started, a.last_true, a.value, a.threshold, a.details, a.evidence)
                     for k, a in life.pending.items()},
-        "life_timers": _timers(life.timers),
+        "life_timers": life.timers.dump(),
         "scopes": {k: (list(s.groups), s.opened, s.expires, s.command_id, s.alert_id) for k, s in life.scopes.items()},
         "counts": dict(life.counts),
         "commands": dict(life.commands),
@@ -78,7 +66,7 @@ def load_runner(r, st: dict) -> None:
     r.store.load([(k, _dec(v)) for k, v in st["store"]])
     r.store.evicted = st["evicted"]
     r.store.rotate_at = st["rotate_at"]
-    _load_timers(r.timers, st["timers"])
+    r.timers.load(st["timers"])
     life = r.life
     life.active = {}
     for k, (started, alert_id, holds, last_true, value, threshold, details) in st["active"].items():
@@ -90,7 +78,7 @@ def load_runner(r, st: dict) -> None:
         a = Active(started, "")
         a.last_true, a.value, a.threshold, a.details, a.evidence = last_true, value, threshold, details, evidence
         life.pending[k] = a
-    _load_timers(life.timers, st["life_timers"])
+    life.timers.load(st["life_timers"])
     life.scopes = {}
     for k, (groups, opened, expires, command_id, alert_id) in st["scopes"].items():
         s = ScopeState(opened, expires, command_id, alert_id)
@@ -102,8 +90,7 @@ def load_runner(r, st: dict) -> None:
     life.orphans = dict(st.get("orphans", {}))
     if st.get("judge_from") is not None:  # snapshots of before 2026-12-02 (surge's own state)
         r.load_state({"judge_from": st["judge_from"]})
-    if st.get("own") is not None:
-        r.load_state(st["own"])
+    r.load_state(st.get("own"))
 
 
 def dump(engine, extra: Any = None) -> bytes:

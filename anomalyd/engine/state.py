@@ -69,6 +69,10 @@ class GroupStore:
             self.old, self.young = self.young, {}
         self.rotate_at = now + self.idle_ms
 
+    def pop(self, key: Hashable) -> Any:
+        v = self.young.pop(key, None)
+        return self.old.pop(key, None) if v is None else v
+
     def items(self) -> Iterator[tuple[Hashable, Any]]:
         yield from self.old.items()
         yield from self.young.items()
@@ -122,6 +126,16 @@ class Timers:
 
     def __len__(self) -> int:
         return len(self.heap)
+
+    def dump(self) -> tuple:
+        return (list(self.heap), {k: list(s) for k, s in self.due.items()})
+
+    def load(self, data: tuple) -> None:
+        heap, due = data
+        self.heap = list(heap)
+        self.due = {k: set(v) for k, v in due.items()}
+        if self.heap and self.heap[0] < self.wake.t:
+            self.wake.t = self.heap[0]
 
 
 class StreamClock:

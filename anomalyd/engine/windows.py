@@ -308,6 +308,28 @@ class Ratio(Aggregator):
         st.at, st.tot, st.tot2 = cur, num, den
 
 
+class Outcomes(Aggregator):
+    """A sequence's outcomes per bucket, one count per kind ([matched,
+    mismatched, missed]); the value put is the kind's index. The running
+    total is the list of the window's counts per kind."""
+
+    name = "outcomes"
+    KINDS = ("matched", "mismatched", "missed")
+
+    def empty(self) -> list:
+        return [0, 0, 0]
+
+    def put(self, cell: list, v: int) -> list:
+        cell[v] += 1
+        return cell
+
+    def merge(self, acc: list, cell: list) -> list:
+        return [acc[0] + cell[0], acc[1] + cell[1], acc[2] + cell[2]]
+
+    def figure(self, tot: list) -> Any:
+        return tot
+
+
 AGGREGATORS: dict[str, type[Aggregator]] = {a.name: a for a in (Count, Sum, Avg, Min, Max, Distinct)}
 
 

@@ -76,10 +76,15 @@ def figures(eng: Engine) -> dict:
         "out_of_order": eng.disorder,
         "alerts": {rid: dict(r.life.counts) for rid, r in eng.runners.items()},
         "commands": {rid: dict(r.life.commands) for rid, r in eng.runners.items()},
-        "evicted": {rid: r.store.evicted for rid, r in eng.runners.items()},
+        "evicted": {rid: r.evicted() for rid, r in eng.runners.items()},
         "alerts_evicted": {rid: r.life.evicted for rid, r in eng.runners.items()},
         "expr_errors": {rid: r.expr_errors() for rid, r in eng.runners.items()},
         "distinct_capped": {rid: r.capped() for rid, r in eng.runners.items() if hasattr(r, "capped")},
+        "outcomes": {
+            rid: dict(zip(("matched", "mismatched", "missed"), r.outcomes, strict=True))
+            for rid, r in eng.runners.items()
+            if hasattr(r, "outcomes")
+        },
     }
 
 

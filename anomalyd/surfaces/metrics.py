@@ -85,8 +85,13 @@ class EngineCollector:
             "Values not kept by a distinct aggregate over its per-group cap (the figure is then a lower bound)",
             labels=["rule_id"],
         )
+        so = CounterMetricFamily(
+            "anomalyd_sequence_outcomes", "How a sequence rule's expectations ended", labels=["rule_id", "outcome"]
+        )
         for rid, r in sorted(gau["rules"].items()):
             mode = r["mode"]
+            for kind, n in sorted(cnt.get("outcomes", {}).get(rid, {}).items()):
+                so.add_metric([rid, kind], n)
             for (sev, status), n in sorted(cnt["alerts"].get(rid, {}).items()):
                 a.add_metric([rid, sev, status, mode], n)
             for action, n in sorted(cnt["commands"].get(rid, {}).items()):
@@ -99,7 +104,7 @@ class EngineCollector:
             xe.add_metric([rid], cnt.get("expr_errors", {}).get(rid, 0))
             if rid in cnt.get("distinct_capped", {}):
                 dc.add_metric([rid], cnt["distinct_capped"][rid])
-        yield from (a, b, g, f, e, x, o, xe, dc)
+        yield from (a, b, g, f, e, x, o, xe, dc, so)
         yield GaugeMetricFamily("anomalyd_rules_loaded", "Enabled rules running", value=gau["rules_loaded"])
         info = GaugeMetricFamily("anomalyd_ruleset_info", "Version of the running rule set", labels=["version"])
         info.add_metric([gau["version"] or "none"], 1)

@@ -38,3 +38,32 @@ def test_make_examples_reproduces_the_committed_table_and_the_readme_shows_it(tm
     lines = made.splitlines()
     for row in table.splitlines():
         assert row in lines, f"README row not in the script's output: {row!r}"
+
+
+def test_make_rule_examples_reproduces_the_readme_output(tmp_path):
+    env = {
+        **os.environ,
+        "OUT": str(tmp_path),
+        "ANOMALYD": str(Path(sys.executable).parent / "anomalyd"),
+        "PYTHON": sys.executable,
+    }
+    p = subprocess.run(
+        ["bash", str(REPO / "docs" / "make_rule_examples.sh")],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 0, p.stderr
+    readme = (REPO / "README.md").read_text()
+    for name, rules in (
+        ("second-edition", ["price-below-floor", "refund-spike", "coupon-abuse"]),
+        ("across", ["unpaid-orders-holding-stock", "payment-order-mismatch", "payment-channel-incident"]),
+    ):
+        made = (tmp_path / "examples" / f"{name}.txt").read_text()
+        assert made == (REPO / "docs" / "examples" / f"{name}.txt").read_text(), (
+            f"docs/examples/{name}.txt is stale: run docs/make_rule_examples.sh"
+        )
+        assert all(f"firing   {rid}" in made for rid in rules), (name, made)
+        assert "\n```\n" + made + "```\n" in readme, f"the README does not show docs/examples/{name}.txt"

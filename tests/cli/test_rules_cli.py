@@ -68,7 +68,7 @@ def test_rules_check_shows_a_snippet_with_a_caret(tmp_path):
 
 def test_rules_check_ok_and_usage_errors():
     p = cli("rules", "check", "rules")
-    assert p.returncode == 0 and p.stdout.startswith("OK: 11 rules (11 enabled) in 4 files")
+    assert p.returncode == 0 and p.stdout.startswith("OK: 15 rules (15 enabled) in 5 files")
     assert cli("rules", "frobnicate").returncode == 2
     assert cli("replay").returncode == 2
     assert cli("rules", "check", "/no/such/dir").returncode == 2  # a missing path is a usage error
@@ -78,6 +78,9 @@ def test_rules_list_shows_owner_and_state():
     p = cli("rules", "list", "rules")
     assert p.returncode == 0
     assert "negative-stock" in p.stdout and "supply-oncall" in p.stdout and "pause_sales" in p.stdout
+    rows = {ln.split("│")[1].strip(): ln for ln in p.stdout.splitlines() if ln.count("│") > 3}
+    assert "orders → payments" in rows["payment-order-mismatch"]  # what a rule reads
+    assert "alerts of payment-error-burst" in rows["payment-channel-incident"]
 
 
 def test_every_shipped_rule_has_unit_tests_and_they_pass():

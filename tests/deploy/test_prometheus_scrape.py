@@ -149,7 +149,7 @@ def test_prometheus_scrapes_anomalyd_and_evaluates_the_rules(tmp_path):
             procs,
             logs,
         )
-        assert float(res[0]["value"][1]) == 11
+        assert float(res[0]["value"][1]) == 15
         assert float(query('up{job="anomalyd"}')[0]["value"][1]) == 1
         wait_for(lambda: query('anomalyd_ready{job="anomalyd"} == 1'), 10, "anomalyd_ready == 1", procs, logs)
         wait_for(

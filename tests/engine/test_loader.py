@@ -111,4 +111,4 @@ def test_breaker_scope_must_be_grouped_and_templates_checked(tmp_path):
 
 def test_the_shipped_rules_load():
     rs = load_rules("rules")
-    assert len(rs.rules) == 11
+    assert len(rs.rules) == 15

@@ -119,4 +119,7 @@ def compile_all(conds: Iterable[Condition], source: str = "", exprs: list | None
     if len(preds) == 2:
         a, b = preds
         return lambda ev: a(ev) and b(ev)
+    if len(preds) == 3:  # price-below-floor's filter: no generator per event
+        a, b, c = preds
+        return lambda ev: a(ev) and b(ev) and c(ev)
     return lambda ev: all(p(ev) for p in preds)

@@ -13,13 +13,15 @@ import difflib
 import string
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 from pydantic import BaseModel, ValidationError
 
 from ..events import EVENT_MODELS, field_kinds
 from ..types import DETAILS, RULE_TYPES
+from ..types.correlate import CorrelateRule, Tagged, find_cycle, inputs_of
+from ..types.sequence import Match, SequenceRule, Side
 from .model import Breaker, Condition, RuleBase
 
 MAX_NODES = 200_000  # per file, counting alias expansions
@@ -137,6 +139,12 @@ def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
             model = Condition
         elif part == "breaker":
             model = Breaker
+        elif part in ("first", "then") and model is SequenceRule:
+            model = Side
+        elif part == "match" and model is SequenceRule:
+            model = Match
+        elif part == "rules" and model is CorrelateRule:
+            model = Tagged
         else:
             return model
     return model
@@ -220,18 +228,26 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
     the field's type, breaker scope, message placeholders. Works on the raw
     mapping, so these errors are reported even when the rule has others."""
     out: list[RuleError] = []
-    if not isinstance(src, str) or src not in EVENT_MODELS:  # pydantic reports a bad source
-        return out
-    kinds = field_kinds(src)
     rtype = raw.get("type") if isinstance(raw.get("type"), str) else None
     group_by = raw.get("group_by") if isinstance(raw.get("group_by"), list) else []
+    sides = {}  # a sequence's two ends: name -> (its mapping, its source)
+    if rtype == "sequence":
+        for name in ("first", "then"):
+            side = raw.get(name)
+            if isinstance(side, dict) and isinstance(side.get("source"), str) and side["source"] in EVENT_MODELS:
+                sides[name] = (side, side["source"])
+        src = sides["first"][1] if "first" in sides else None  # group_by names the first event's fields
+    if not isinstance(src, str) or src not in EVENT_MODELS:  # pydantic reports a bad source
+        _common_checks(raw, rtype, group_by, rp, pos, fname, rule_pos, out)
+        return out
+    kinds = field_kinds(src)
 
     def err(path: tuple, msg: str, key: bool = False) -> None:
         p = pos.get(rp + path)
         line, col = (p[0] if key else p[1]) if p else rule_pos
         out.append(RuleError(fname, line, col, msg))
 
-    def check_field(path: tuple, name: Any) -> bool:
+    def check_field(path: tuple, name: Any, src: str = src) -> bool:
         if not isinstance(name, str):
             return False  # pydantic reports the type
         if not _known_field(src, name):
@@ -239,7 +255,7 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
             return False
         return True
 
-    def check_expr(path: tuple, text: Any, want: str = "any") -> None:
+    def check_expr(path: tuple, text: Any, want: str = "any", src: str = src) -> None:
         """An expression compiles against the source's fields, and gives what
         its place needs: true/false (a condition alone) or a number."""
         if not isinstance(text, str):
@@ -259,25 +275,35 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
         elif want == "number" and e.kind not in ("number", "dyn"):
             err(path, f"expr {text!r} gives a {e.kind}; a number is needed here")
 
-    def check_conditions(name: str) -> None:
-        conds = raw.get(name)
+    def check_conditions(name: str, within: dict = raw, at: tuple = (), src: str = src) -> None:
+        conds = within.get(name)
         if not isinstance(conds, list):
             return
+        kinds = field_kinds(src)
         for i, c in enumerate(conds):
             if isinstance(c, dict) and "expr" in c:
                 op = c.get("op")
-                check_expr((name, i, "expr"), c["expr"], "bool" if op is None else "number" if op in _NUMBER_OPS else "any")
+                check_expr(at + (name, i, "expr"), c["expr"], "bool" if op is None else "number" if op in _NUMBER_OPS else "any", src)
                 continue
-            if not isinstance(c, dict) or not check_field((name, i, "field"), c.get("field")):
+            if not isinstance(c, dict) or not check_field(at + (name, i, "field"), c.get("field"), src):
                 continue
             f, op, v = c["field"], c.get("op"), c.get("value")
             kind, choices = kinds.get(f, ("any", None))
             if op in ("<", "<=", ">", ">=") and kind != "number" and not f.startswith("attrs."):
-                err((name, i, "op"), f"op {op!r} compares numbers but {f} is a {kind}")
+                err(at + (name, i, "op"), f"op {op!r} compares numbers but {f} is a {kind}")
             if choices and op != "exists":
                 for val in v if isinstance(v, list) else [v]:
                     if isinstance(val, str) and val not in choices:
-                        err((name, i, "value"), f"{f} is one of {', '.join(choices)}; {val!r} never matches")
+                        err(at + (name, i, "value"), f"{f} is one of {', '.join(choices)}; {val!r} never matches")
+
+    for name, (side, side_src) in sides.items():
+        check_field((name, "key"), side.get("key"), side_src)
+        check_conditions("where", side, (name,), side_src)
+    match = raw.get("match")
+    if rtype == "sequence" and isinstance(match, dict):
+        for name in ("first", "then"):
+            if name in sides and name in match:
+                check_expr(("match", name), match[name], "number", sides[name][1])
 
     for i, g in enumerate(group_by):
         if check_field(("group_by", i), g) and kinds.get(g, ("any", None))[0] == "list":
@@ -308,6 +334,19 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
             err(("field",), f"fn {fn or 'count'} needs a numeric field; {f} is a {kind}")
         elif kind == "list":
             err(("field",), f"fn distinct counts scalar values; {f} is a list")
+    _common_checks(raw, rtype, group_by, rp, pos, fname, rule_pos, out)
+    return out
+
+
+def _common_checks(raw: dict, rtype: str | None, group_by: list, rp: tuple, pos: _Positions, fname: str,
+                   rule_pos: tuple, out: list[RuleError]) -> None:
+    """Breaker scope and message placeholders: for every rule type."""
+
+    def err(path: tuple, msg: str) -> None:
+        p = pos.get(rp + path)
+        line, col = p[1] if p else rule_pos
+        out.append(RuleError(fname, line, col, msg))
+
     breaker = raw.get("breaker")
     if isinstance(breaker, dict) and isinstance(breaker.get("scope"), list):
         for i, sc in enumerate(breaker["scope"]):
@@ -327,7 +366,6 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
             base = n.split(".")[0].split("[")[0]
             if base not in allowed:
                 err((key,), f"{key} uses {{{n}}}; available: {', '.join(sorted(allowed))}")
-    return out
 
 
 def _syntax_error(text: str, exc: yaml.MarkedYAMLError, display: str) -> RuleError:
@@ -428,7 +466,10 @@ def did_you_mean(word: Any, choices: list[str]) -> str:
     return f"; did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(choices)})"
 
 
-def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[str, RuleBase | None, tuple[int, int]]]:
+Place = Callable[[tuple], tuple[int, int]]  # a path inside a rule -> its value's (line, col)
+
+
+def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[str, RuleBase | None, tuple[int, int], Place]]:
     file_errs: list[RuleError] = []
     composed = compose_file(path, display, file_errs)
     if composed is None:
@@ -492,7 +533,47 @@ def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[
         rid = raw.get("id")
         if isinstance(rid, str):
             id_pos = pos.get(rp + ("id",), (rule_pos, rule_pos))[1]
-            out.append((rid, rule if not (sem or file_errs) else None, id_pos))
+            def place(path: tuple, rp: tuple = rp, rule_pos: tuple = rule_pos) -> tuple[int, int]:
+                p = pos.get(rp + path)
+                return p[1] if p else rule_pos
+
+            out.append((rid, rule if not (sem or file_errs) else None, id_pos, place))
+    return out
+
+
+def _across_rules(ruleset: RuleSet, places: dict[str, Place], ids: set[str]) -> list[RuleError]:
+    """Checks of rules over rules: a correlate rule's inputs exist, may be
+    read (no shadow input for a live rule), carry its group_by fields, and
+    no chain of correlate rules reads itself."""
+    out: list[RuleError] = []
+    rules = {lr.rule.id: lr for lr in ruleset.rules}
+    for lr in ruleset.rules:
+        r = lr.rule
+        if not isinstance(r, CorrelateRule):
+            continue
+        place = places[r.id]
+        if isinstance(r.rules, list):
+            for i, rid in enumerate(r.rules):
+                at = place(("rules", i))
+                if rid == r.id:
+                    out.append(RuleError(lr.file, *at, "a correlate rule cannot read its own alerts"))
+                elif rid not in rules:
+                    if rid not in ids:  # a rule with errors of its own is reported there
+                        out.append(RuleError(lr.file, *at, f"no rule {rid!r}" + did_you_mean(rid, sorted(rules))))
+                elif rules[rid].rule.mode == "shadow" and r.mode == "live":
+                    out.append(RuleError(lr.file, *at, f"{rid!r} is a shadow rule: its alerts are never inputs of a live rule"))
+        elif not inputs_of(r, [x.rule for x in ruleset.rules]):
+            out.append(RuleError(lr.file, *place(("rules", "tags")), f"no {'' if r.mode == 'shadow' else 'live '}rule carries "
+                                 f"the tags {r.rules.tags}"))
+        for rid in inputs_of(r, [x.rule for x in ruleset.rules]):
+            missing = [g for g in r.group_by if g not in rules[rid].rule.group_by]
+            if missing:
+                out.append(RuleError(lr.file, *place(("group_by",)), f"group_by {missing} is not in the alert groups of "
+                                     f"{rid!r} (group_by {rules[rid].rule.group_by})"))
+    cycle = find_cycle([lr.rule for lr in ruleset.rules])
+    if cycle:
+        lr = rules[cycle[0]]
+        out.append(RuleError(lr.file, *places[cycle[0]](("rules",)), f"correlate rules read each other in a cycle: {' -> '.join(cycle)}"))
     return out
 
 
@@ -512,15 +593,20 @@ def load_rules(directory: str | Path) -> RuleSet:
     errors: list[RuleError] = []
     ruleset = RuleSet(files=[str(f) for f in files])
     first: dict[str, str] = {}
+    places: dict[str, Place] = {}
+    ids: set[str] = set()
     for f in files:
         display = str(f)
-        for rid, rule, (line, col) in _load_file(f, display, errors):
+        for rid, rule, (line, col), place in _load_file(f, display, errors):
             if rid in first:
                 errors.append(RuleError(display, line, col, f"duplicate rule id {rid!r} (first defined at {first[rid]})"))
                 continue
             first[rid] = f"{display}:{line}:{col}"
+            ids.add(rid)
             if rule is not None:
                 ruleset.rules.append(LoadedRule(rule, display, line, col))
+                places[rid] = place
+    errors += _across_rules(ruleset, places, ids)
     if errors:
         raise RuleLoadError(errors)
     return ruleset

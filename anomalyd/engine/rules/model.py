@@ -97,12 +97,15 @@ class Breaker(_Strict):
     _check_ttl = field_validator("ttl", mode="before")(classmethod(lambda cls, v: _duration(v)))
 
 
-class RuleBase(_Strict):
+Source = Literal["orders", "inventory", "payments", "complaints"]
+
+
+class RuleCore(_Strict):
+    """What every rule has, whatever it reads (one source, two, or alerts)."""
+
     id: str = Field(pattern=r"^[a-z0-9_-]+$", description="Unique across all files")
     description: str = ""
-    source: Literal["orders", "inventory", "payments", "complaints"]
     group_by: list[str] = Field(default_factory=list, description="No group_by = one global group")
-    where: list[Condition] = Field(default_factory=list, description="Every condition must hold")
     severity: Literal["P0", "P1", "P2", "P3"] = "P2"
     labels: dict[str, str] = Field(default_factory=dict)
     message: str | None = Field(default=None, description="Template: {group fields}, {value}, {threshold}, details")
@@ -124,7 +127,7 @@ class RuleBase(_Strict):
         default=None, description="Template of the resolved record's message (default: the type's own wording)"
     )
 
-    @field_validator("cooldown", "window", "for_", "offset", mode="before", check_fields=False)
+    @field_validator("cooldown", "window", "for_", "offset", "within", mode="before", check_fields=False)
     @classmethod
     def _durations(cls, v: Any) -> Any:
         return _duration(v)
@@ -145,6 +148,16 @@ class RuleBase(_Strict):
 
     def sources(self) -> list[str]:
         """The input sources whose events this rule reads."""
+        raise NotImplementedError
+
+
+class RuleBase(RuleCore):
+    """A rule over the events of one source."""
+
+    source: Source
+    where: list[Condition] = Field(default_factory=list, description="Every condition must hold")
+
+    def sources(self) -> list[str]:
         return [self.source]
 
 

@@ -14,10 +14,10 @@ from typing import Annotated, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..rules.model import RuleBase
-from . import absence, aggregate, change, count, ratio, surge, threshold
+from . import absence, aggregate, change, correlate, count, ratio, sequence, surge, threshold
 from .base import EngineConfig, Runner
 
-_MODULES = (threshold, change, surge, ratio, count, absence, aggregate)
+_MODULES = (threshold, change, surge, ratio, count, absence, aggregate, sequence, correlate)
 
 RULE_TYPES: dict[str, type[RuleBase]] = {m.MODEL.model_fields["type"].annotation.__args__[0]: m.MODEL for m in _MODULES}
 RUNNERS: dict[str, type[Runner]] = {name: m.RUNNER for name, m in zip(RULE_TYPES, _MODULES)}

@@ -45,7 +45,7 @@ class AggregateRunner(WindowedRunner):
         return {"capped": self.agg.capped}
 
     def load_state(self, data: Any) -> None:
-        self.agg.capped = data.get("capped", 0)
+        self.agg.capped = data.get("capped", 0) if data else 0
 
     def judge(self, key: Hashable, st: WinState | None, now: int, evidence: Any, out: list[Output]) -> None:
         if st is None:

@@ -7,6 +7,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable
 
+from ..events import field_kinds
 from ..lifecycle import Lifecycle, Output
 from ..rules.conditions import compile_all, getter, value_getter
 from ..rules.expr import NO_VALUE
@@ -69,6 +70,21 @@ def make_group(group_by: list[str]) -> Callable[[Hashable], dict]:
     return lambda key: dict(zip(group_by, key))
 
 
+def index_of(where: Any, source: str) -> tuple[str, frozenset] | None:
+    """The (field, values) a condition list's first condition demands of a
+    string field (`==` a string, `in` strings), if it is such a condition."""
+    if not where:
+        return None
+    c = where[0]
+    if c.field is None or c.field.startswith("attrs.") or field_kinds(source).get(c.field, ("",))[0] != "string":
+        return None
+    if c.op == "==" and isinstance(c.value, str):
+        return c.field, frozenset([c.value])
+    if c.op == "in" and isinstance(c.value, list) and all(isinstance(v, str) for v in c.value):
+        return c.field, frozenset(c.value)
+    return None
+
+
 class Runner:
     """Base of the rule types. Subclasses implement `on_event`, and windowed
     ones `reevaluate(key, t, out)` for the moments their timers schedule."""
@@ -82,7 +98,7 @@ class Runner:
         self.id = rule.id
         self.version = rule.version
         self.exprs: list = []  # compiled expressions, for their run-time failure counts
-        self.where = compile_all(rule.where, rule.source, self.exprs)
+        self.where = compile_all(getattr(rule, "where", ()), rule.source, self.exprs)
         self.key_of = make_key(rule.group_by)
         self.life = Lifecycle(rule, make_group(rule.group_by), wake, config.max_groups_per_rule, self.RESOLVED)
         window = rule.ms("window") if getattr(rule, "window", None) else 0
@@ -94,9 +110,26 @@ class Runner:
         self.timers = Timers(wake)
         self.skipped_no_group = 0
         self.owns: Callable[[Any], bool] | None = None  # set by Engine.set_shard
+        self.pin: str | None = None  # scale-out: the shard key of a rule evaluated whole on one shard
 
     def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
         raise NotImplementedError
+
+    def handlers(self) -> dict[str, Callable[[Any, int, list[Output]], Any]]:
+        """What the engine calls per event, by source."""
+        return {self.rule.source: self.on_event}
+
+    def index(self, source: str) -> tuple[str, frozenset] | None:
+        """(field, values): this rule reads only events of `source` whose
+        string field has one of these values (its first condition), so the
+        engine need not call it for others. None: no such promise."""
+        return index_of(getattr(self.rule, "where", ()), source)
+
+    def route_key(self, source: str, ev: Any) -> Any:
+        """The group an event of `source` goes to in scale-out mode (_SKIP: none)."""
+        if self.where is not None and not self.where(ev):
+            return _SKIP
+        return self.key_of(ev)
 
     def group_key(self, ev: Any) -> Any:
         """The group of an event this rule looks at, or _SKIP when the event
@@ -123,7 +156,8 @@ class Runner:
         return None
 
     def load_state(self, data: Any) -> None:
-        pass
+        """`data` is what dump_state gave; None from a snapshot written before
+        the type had state of its own."""
 
     def on_start(self, now: int, out: list[Output]) -> None:
         """The stream's first event time (absence rules start their clock)."""
@@ -154,6 +188,9 @@ class Runner:
     def groups(self) -> int:
         return len(self.store)
 
+    def evicted(self) -> int:
+        return self.store.evicted
+
 
 class WindowedRunner(Runner):
     """Bucketed sliding windows: buckets of at most a tenth of the window."""
@@ -182,7 +219,7 @@ class WindowedRunner(Runner):
     # puts in (`put_value`, by default the event itself: counted), and how
     # its totals are judged.
     agg: Aggregator
-    hits_only = False  # evidence: only events whose value put is True (ratio's numerator)
+    hit: Callable[[Any], bool] | None = None  # evidence only of values it accepts (ratio: numerator hits)
     history = False  # remember() each event (offset baselines)
 
     def put_value(self, ev: Any) -> Any:
@@ -201,6 +238,11 @@ class WindowedRunner(Runner):
             v = self.put_value(ev)
             if v is NO_VALUE:
                 return  # an expression with no value for this event: not counted
+        self.tally(key, ev, v, now, out)
+
+    def tally(self, key: Hashable, ev: Any, v: Any, now: int, out: list[Output]) -> None:
+        """Put value `v` of `ev` (anything with `ts` and `event_id`) into its
+        group's window, schedule the group's moments and judge it."""
         st = self.store.get(key)
         if st is None:
             st = self.new_state()
@@ -214,7 +256,7 @@ class WindowedRunner(Runner):
         else:
             agg.add(st, v, k, None)
             agg.totals(st, cur)
-        if st.evidence is not None and (v is True or not self.hits_only):
+        if st.evidence is not None and (self.hit is None or self.hit(v)):
             st.evidence.append(ev.event_id)
         if self.history:
             self.remember(st, ev, v)

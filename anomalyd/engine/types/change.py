@@ -13,7 +13,7 @@ from pydantic import Field, model_validator
 
 from ..lifecycle import Output
 from ..rules.model import DurationText, ValueRule
-from ..windows import WinState, prune
+from ..windows import Avg, WinState
 from .base import _SKIP, Runner
 
 
@@ -45,6 +45,7 @@ class ChangeRunner(Runner):
             self.window = rule.ms("window")
             self.b = max(1, self.window // 10)
             self.n = -(-self.window // self.b)
+            self.agg = Avg(self.n)  # cells [count, sum], as aggregate's avg
 
     def _previous(self, key: Any, v: float, eid: str) -> Any:
         """The group's previous (value, event id), replaced by this event's.
@@ -67,31 +68,22 @@ class ChangeRunner(Runner):
         if st is None:
             st = WinState(evidence=False)
             store.put(key, st)
-        buckets = st.buckets
+        agg = self.agg
         cur = now // self.b
-        lo = cur - self.n
-        if st.at != cur:  # crossed a bucket boundary: recompute the running totals
-            if len(buckets) > self.n + 2:
-                prune(buckets, lo)
-            s = c = 0
-            for k, (bs, bc) in buckets.items():
-                if lo < k <= cur:
-                    s += bs
-                    c += bc
-            st.at, st.tot, st.tot2 = cur, s, c
-        s, c = st.tot, st.tot2
-        k = ev.ts // self.b
-        if k > lo:
-            cell = buckets.get(k)
-            if cell is None:
-                buckets[k] = [v, 1]
-            else:
-                cell[0] += v
-                cell[1] += 1
-            if k <= cur:
-                st.tot += v
-                st.tot2 += 1
-        return s / c if c else None
+        if st.at != cur:  # crossed a bucket boundary: fold the running total again
+            agg.totals(st, cur)
+        base = agg.figure(st.tot)
+        agg.add(st, v, ev.ts // self.b, cur)
+        return base
+
+    def dump_state(self) -> Any:
+        return {"cells": "count,sum"} if self.mean else None
+
+    def load_state(self, data: Any) -> None:
+        if self.mean and not data:  # a snapshot of before 2026-12-02: cells were [sum, count]
+            for _, st in self.store.items():
+                st.buckets = {k: [c[1], c[0]] for k, c in st.buckets.items()}
+                st.at = -1  # totals folded again at the next event
 
     def on_event(self, ev: Any, now: int, out: list[Output]) -> None:
         # Runner.group_key, inlined on this hot path.

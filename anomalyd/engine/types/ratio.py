@@ -25,7 +25,7 @@ class RatioRule(RuleBase):
 
 class RatioRunner(WindowedRunner):
     RESOLVED = "{rule_id} resolved{where}: {numerator} of {denominator} in {window} ({value}), no longer {op} {threshold}"
-    hits_only = True
+    hit = bool
 
     def __init__(self, rule, config, wake=None):
         super().__init__(rule, config, wake)

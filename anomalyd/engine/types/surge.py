@@ -79,7 +79,7 @@ class SurgeRunner(WindowedRunner):
         return {"judge_from": self.judge_from}
 
     def load_state(self, data: Any) -> None:
-        if data.get("judge_from") is not None:
+        if data and data.get("judge_from") is not None:
             self.judge_from = data["judge_from"]
 
     def put_value(self, ev: Any) -> Any:
