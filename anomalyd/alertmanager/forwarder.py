@@ -40,7 +40,7 @@ mapped), `dropped` records dropped from a full queue, `batches` POSTs that
 succeeded.
 
 Wiring (not done here): call `submit(value)` for each record the worker
-produces to the `alerts` topic (Worker.emit), start `run()` next to the
+produces to the `alerts` topic (Runtime.emit), start `run()` next to the
 worker and `await close()` after it stops.
 """
 
