@@ -95,7 +95,7 @@ from ..engine.decode import Rejected, decode_line
 from ..engine.engine import Engine
 from ..engine.lifecycle import ALERTS, COMMANDS, SHADOW_ALERTS
 from ..engine.rules.loader import RuleSet, load_rules
-from ..engine.rules.model import RuleBase
+from ..engine.rules.model import RuleCore
 from ..engine.timeutil import format_ts, parse_ts
 from ..engine.types import EngineConfig
 
@@ -132,7 +132,7 @@ def group_text(group: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in group.items()) if group else "(all)"
 
 
-def rule_kind(rule: RuleBase, kinds: dict[str, str] = KIND_RULES) -> str | None:
+def rule_kind(rule: RuleCore, kinds: dict[str, str] = KIND_RULES) -> str | None:
     """The simulator label kind a rule is meant to catch, if any."""
     for tag in rule.tags:
         if tag.startswith(_LABEL_TAG) and len(tag) > len(_LABEL_TAG):
@@ -277,7 +277,7 @@ def _event_fields(ev: Any) -> dict[str, Any]:
 
 @dataclass
 class RuleRun:
-    rule: RuleBase
+    rule: RuleCore
     episodes: list[Episode] = field(default_factory=list)
     fired: int = 0
     resolved: int = 0

@@ -34,13 +34,13 @@ def _envelope(topic: str, model: type[Event]) -> type[BaseModel]:
         f"Envelope_{topic}",
         (BaseModel,),
         {
-            "__annotations__": {"topic": Literal[topic], "value": model},  # type: ignore[valid-type]
+            "__annotations__": {"topic": Literal[topic], "value": model},
             "model_config": ConfigDict(strict=True, extra="ignore"),
         },
     )
 
 
-_ENVELOPES = TypeAdapter(
+_ENVELOPES: TypeAdapter[Any] = TypeAdapter(
     Annotated[Union[tuple(_envelope(t, m) for t, m in EVENT_MODELS.items())], Field(discriminator="topic")]  # type: ignore[arg-type]
 )
 _VALUE_ADAPTERS = {t: TypeAdapter(m) for t, m in EVENT_MODELS.items()}
@@ -180,7 +180,7 @@ def decode_line(line: str | bytes) -> tuple[str, Event]:
     if not _has_nonfinite(line):
         try:
             env = _ENVELOPE_CORE.validate_json(line)
-            return env.topic, env.value  # type: ignore[attr-defined]
+            return env.topic, env.value
         except ValidationError:
             pass
     return decode_line_slow(line)

@@ -17,18 +17,18 @@ from .decode import _ENVELOPE_CORE, Rejected, dead_letter, decode_line, decode_l
 from .events import SOURCES
 from .lifecycle import ALERTS, DEAD_LETTER, SHADOW_ALERTS, Output
 from .rules.loader import RuleSet
-from .rules.model import RuleBase
+from .rules.model import RuleCore
 from .sharding import shard_of
 from .state import INF, StreamClock, Wake
 from .timeutil import format_duration
 from .types import EngineConfig, Runner, runner_for
 from .types.base import _SKIP
-from .types.correlate import CorrelateRule, find_cycle, inputs_of
+from .types.correlate import CorrelateRule, CorrelateRunner, find_cycle, inputs_of
 from .types.sequence import SequenceRule
 
 
 class Engine:
-    def __init__(self, rules: RuleSet | Iterable[RuleBase], config: EngineConfig | None = None):
+    def __init__(self, rules: RuleSet | Iterable[RuleCore], config: EngineConfig | None = None):
         self.config = config or EngineConfig()
         self.clock = StreamClock()
         self.started = False
@@ -53,7 +53,7 @@ class Engine:
         self.replace_rules(rules)
 
     # -- rules ----------------------------------------------------------------
-    def replace_rules(self, rules: RuleSet | Iterable[RuleBase]) -> dict[str, list[str]]:
+    def replace_rules(self, rules: RuleSet | Iterable[RuleCore]) -> dict[str, list[str]]:
         """Swap in a new rule set. A rule whose id and definition are unchanged
         keeps its runner, so its windows and firing alerts carry over."""
         if isinstance(rules, RuleSet):
@@ -84,10 +84,10 @@ class Engine:
         self._wire(new_rules, set(report["changed"]) | set(report["removed"]))
         if self.shard is not None:
             self.set_shard(*self.shard)
-        self._recompute_due()
+        self.recompute_due()
         return report
 
-    def _wire(self, rules: list[RuleBase], gone: set[str]) -> None:
+    def _wire(self, rules: list[RuleCore], gone: set[str]) -> None:
         """Who reads what: event handlers per source, correlate rules per
         input rule, and the shard pins of rules that read across groups."""
         handlers: dict[str, list[tuple[Callable, Any]]] = {s: [] for s in SOURCES}
@@ -103,6 +103,7 @@ class Engine:
         for rule in rules:
             if isinstance(rule, CorrelateRule):
                 c = self.runners[rule.id]
+                assert isinstance(c, CorrelateRunner)
                 c.forget_inputs(gone)
                 for rid in inputs_of(rule, rules):
                     self.consumers.setdefault(rid, []).append(c)
@@ -125,7 +126,7 @@ class Engine:
         for rid, r in self.runners.items():
             r.pin = pins.get(rid)
 
-    def _recompute_due(self) -> None:
+    def recompute_due(self) -> None:
         self.wake.t = min((r.next_due for r in self.runners.values()), default=INF)
 
     # -- input ----------------------------------------------------------------
@@ -264,7 +265,7 @@ class Engine:
                 r.on_start(now, out)
             if self.consumers:
                 self._deliver(out, mark)
-            self._recompute_due()
+            self.recompute_due()
         if now >= self.wake.t:
             self._advance(now, out)
         if now >= self.next_tick:
@@ -301,13 +302,13 @@ class Engine:
             # Run the earliest rule up to the next other rule's moment (or now).
             others = min((x.next_due for x in runners if x is not r), default=INF)
             mark = len(out)
-            r.advance(min(now, others), out)
+            r.advance(int(min(now, others)), out)
             if self.consumers and len(out) > mark:
                 self._deliver(out, mark)  # may set timers of the correlate rules
                 runners = [x for x in self.runners.values() if x.next_due <= now]
             else:
                 runners = [x for x in runners if x.next_due <= now]
-        self._recompute_due()
+        self.recompute_due()
 
     # -- figures ----------------------------------------------------------------
     def groups(self) -> dict[str, int]:

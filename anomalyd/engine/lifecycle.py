@@ -12,7 +12,7 @@ import json
 import math
 from typing import Any, Callable, Hashable
 
-from .rules.model import RuleBase
+from .rules.model import RuleCore
 from .state import Timers, Wake
 from .timeutil import format_duration, format_ts, parse_duration
 
@@ -76,7 +76,7 @@ class ScopeState:
 
 
 class Lifecycle:
-    def __init__(self, rule: RuleBase, group_of: Callable[[Hashable], dict], wake: Wake | None = None,
+    def __init__(self, rule: RuleCore, group_of: Callable[[Hashable], dict], wake: Wake | None = None,
                  cap: int | None = None, resolved: str | None = None):
         self.rule = rule
         self.version = rule.version
@@ -226,7 +226,7 @@ class Lifecycle:
         orphans = self.orphans
         while orphans:
             skey = next(iter(orphans))
-            if orphans[skey] > now and len(orphans) <= self.cap:
+            if orphans[skey] > now and self.cap is not None and len(orphans) <= self.cap:
                 break
             del orphans[skey]
             s = self.scopes.get(skey)
@@ -242,11 +242,13 @@ class Lifecycle:
 
     # -- breaker ------------------------------------------------------------
     def _scope(self, key: Hashable) -> tuple[str, dict]:
+        assert self.breaker is not None  # only rules with a breaker have scopes
         group = self.group_of(key)
         scope = {f: group.get(f) for f in self.breaker.scope}
         return ",".join(f"{k}={v}" for k, v in scope.items()), scope
 
     def _command(self, action: str, skey: str, scope: dict, s: ScopeState, now: int, reason: str, out: list[Output]) -> None:
+        assert self.breaker is not None
         cid = s.command_id if action == "open" else _h(f"{s.command_id}|close|{now}", 16)
         self.commands[action] = self.commands.get(action, 0) + 1
         out.append((COMMANDS, skey, {

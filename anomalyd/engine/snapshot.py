@@ -135,5 +135,5 @@ def load(engine, data: bytes) -> tuple[Any, dict[str, list[str]]]:
             if engine.started:
                 r.on_start(engine.clock.now, [])
             report["fresh"].append(rid)
-    engine._recompute_due()
+    engine.recompute_due()
     return state["extra"], report

@@ -45,11 +45,11 @@ class GroupStore:
         if key not in young:
             young[key] = value
             if len(young) + len(self.old) > self.cap:
-                self._shrink()
+                self.evict_one()
         else:
             young[key] = value
 
-    def _shrink(self) -> None:
+    def evict_one(self) -> None:
         if not self.old:
             self.old, self.young = self.young, {}
         # popitem is O(1); which of the idle groups goes first does not matter.

@@ -42,7 +42,9 @@ def format_duration(ms: int) -> str:
 def parse_ts(value: int | str) -> int:
     """An event's `ts` (epoch ms or RFC 3339 with offset) -> epoch ms."""
     if type(value) is int:
-        ms = value
+        ms = int(value)
+    elif not isinstance(value, str):  # a bool, a float: neither form
+        raise TypeError(f"ts must be epoch milliseconds or an RFC 3339 string, not {type(value).__name__}")
     else:
         if not _RFC3339.match(value):
             raise ValueError("must be RFC 3339 with an offset (e.g. 2026-06-18T00:00:00+08:00) or epoch milliseconds")

@@ -3,7 +3,7 @@
 from anomalyd.engine.engine import Engine
 from anomalyd.engine.records import Alert, BreakerCommand
 from anomalyd.engine.types import EngineConfig
-from tests.helpers import MIN, T0, alerts, commands, inv, run, rule
+from tests.helpers import MIN, T0, alerts, commands, inv, rule, run
 
 NEG = dict(type="threshold", source="inventory", field="available", op="<", value=0, group_by=["sku"])
 BRK = {"action": "pause_sales", "scope": ["sku"], "ttl": "30m"}

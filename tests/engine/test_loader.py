@@ -95,7 +95,7 @@ def test_python_tags_are_refused_and_never_executed(tmp_path):
 
 def test_alias_bomb_is_refused_in_bounded_time(tmp_path):
     bomb = "a: &a [x,x,x,x,x,x,x,x,x,x]\n" + "".join(
-        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefgh", "bcdefghi"))
+        f"{c}: &{c} [*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p},*{p}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
     errs = errors(tmp_path, **{"a.yaml": bomb + "rules: []\n"})
     assert "alias bomb" in errs[0]
 

@@ -48,8 +48,8 @@ def test_changed_rules_start_fresh_unchanged_keep_state(stream, tmp_path):
 
 
 def test_garbage_snapshots_are_refused():
-    import zlib
     import marshal
+    import zlib
     with pytest.raises(zlib.error, match="incorrect header check"):  # not zlib data at all
         snapshot.load(Engine([]), b"not a snapshot")
     with pytest.raises(EOFError, match="marshal data too short"):  # zlib, but not a marshal value

@@ -105,6 +105,7 @@ def compile_condition(c: Condition, source: str = "", exprs: list | None = None)
         return lambda ev: get(ev) == want
     if isinstance(want, str) and c.op == "!=":
         return lambda ev: get(ev) != want
+    assert c.op is not None  # a field condition has an op (the model's check)
     test = compare(c.op, want)
     return lambda ev: test(get(ev))
 

@@ -40,13 +40,11 @@ Run time (`Expr.__call__`) never raises and returns a plain Python value or
 from __future__ import annotations
 
 import difflib
-import math
 import operator
 import re
-import types
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import Any
 
 from cel_expr_python import cel
 
@@ -179,26 +177,12 @@ def _env_config() -> tuple[str, dict]:
 _CONFIG_YAML, _IMPLS = _env_config()
 
 
-def _py_type(annotation: Any) -> Any:
-    """int / float / str / list / dict (first non-None member) of a field annotation."""
-    if get_origin(annotation) in (Union, types.UnionType):
-        args = [a for a in get_args(annotation) if a is not type(None)]
-        return _py_type(args[0]) if args else None
-    if get_origin(annotation) is Annotated:
-        return _py_type(get_args(annotation)[0])
-    if get_origin(annotation) is Literal:
-        return str
-    return get_origin(annotation) or annotation
-
-
 def declared_types(source: str) -> dict[str, Any]:
     """{name: cel.Type} for a source's fields (`attrs` is map(string, dyn), `ts` int)."""
-    model = EVENT_MODELS[source]
     out: dict[str, Any] = {"attrs": T.Map(T.STRING, T.DYN), "ts": T.INT}
     for name, (kind, _choices) in field_kinds(source).items():
         if name in out:
             continue
-        py = _py_type(model.model_fields[name].annotation)
         if kind == "list":
             out[name] = T.List(T.STRING)
         elif kind == "number":
@@ -309,7 +293,7 @@ class Expr:
         self._program = program
         names = tuple(sorted(fields))
         self._names = names
-        self._get = operator.attrgetter(*names) if names else None
+        self._get: Any = operator.attrgetter(*names) if names else None
 
     def __repr__(self) -> str:
         return f"Expr({self.source!r}, {self.text!r}, kind={self.kind!r})"
@@ -330,7 +314,7 @@ class Expr:
                 return {"attrs": _EMPTY} if name == "attrs" else _EMPTY
             return {name: _as_double(name, v)}
         data = {}
-        for name, v in zip(names, self._get(ev)):
+        for name, v in zip(names, self._get(ev), strict=True):
             if v is not None:
                 data[name] = _as_double(name, v)
             elif name == "attrs":

@@ -22,7 +22,7 @@ from ..events import EVENT_MODELS, field_kinds
 from ..types import DETAILS, RULE_TYPES
 from ..types.correlate import CorrelateRule, Tagged, find_cycle, inputs_of
 from ..types.sequence import Match, SequenceRule, Side
-from .model import Breaker, Condition, RuleBase
+from .model import Breaker, Condition, RuleCore
 
 MAX_NODES = 200_000  # per file, counting alias expansions
 MAX_FILE_BYTES = 8 * 1024 * 1024
@@ -54,7 +54,7 @@ class RuleLoadError(Exception):
 
 @dataclass
 class LoadedRule:
-    rule: RuleBase
+    rule: RuleCore
     file: str
     line: int
     col: int
@@ -74,11 +74,11 @@ class RuleSet:
             h.update(f"{lr.rule.id}={lr.rule.version};".encode())
         return h.hexdigest()[:16]
 
-    def enabled(self) -> list[RuleBase]:
+    def enabled(self) -> list[RuleCore]:
         return [lr.rule for lr in self.rules if lr.rule.enabled]
 
 
-class _Positions(dict):
+class _Positions(dict[tuple, tuple[tuple[int, int], tuple[int, int]]]):
     """path tuple -> (key (line, col), value (line, col)), 1-based."""
 
 
@@ -150,7 +150,7 @@ def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def _explain(cls: type[RuleBase], err: dict, rule_path: tuple, pos: _Positions, rule_pos: tuple[int, int], raw: dict) -> tuple[tuple[int, int], str]:
+def _explain(cls: type[RuleCore], err: dict, rule_path: tuple, pos: _Positions, rule_pos: tuple[int, int], raw: dict) -> tuple[tuple[int, int], str]:
     loc = tuple(err["loc"])
     if err["type"] == "value_error" and len(loc) == 2 and loc[0] in ("where", "numerator") and rule_path + loc + ("value",) in pos:
         loc = loc + ("value",)  # a condition's op/value mismatch: point at the value
@@ -229,7 +229,7 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
     mapping, so these errors are reported even when the rule has others."""
     out: list[RuleError] = []
     rtype = raw.get("type") if isinstance(raw.get("type"), str) else None
-    group_by = raw.get("group_by") if isinstance(raw.get("group_by"), list) else []
+    group_by: list = raw["group_by"] if isinstance(raw.get("group_by"), list) else []
     sides = {}  # a sequence's two ends: name -> (its mapping, its source)
     if rtype == "sequence":
         for name in ("first", "then"):
@@ -469,7 +469,15 @@ def did_you_mean(word: Any, choices: list[str]) -> str:
 Place = Callable[[tuple], tuple[int, int]]  # a path inside a rule -> its value's (line, col)
 
 
-def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[str, RuleBase | None, tuple[int, int], Place]]:
+def _placer(pos: _Positions, rp: tuple, rule_pos: tuple[int, int]) -> Place:
+    def place(path: tuple) -> tuple[int, int]:
+        p = pos.get(rp + path)
+        return p[1] if p else rule_pos
+
+    return place
+
+
+def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[str, RuleCore | None, tuple[int, int], Place]]:
     file_errs: list[RuleError] = []
     composed = compose_file(path, display, file_errs)
     if composed is None:
@@ -507,8 +515,8 @@ def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[
             if rtype is None:
                 msg = f"missing required key 'type' (one of {', '.join(RULE_TYPES)})"
             else:
-                hint = difflib.get_close_matches(str(rtype), list(RULE_TYPES), n=1)
-                msg = f"unknown rule type {rtype!r}" + (f"; did you mean {hint[0]!r}?" if hint else f" (one of {', '.join(RULE_TYPES)})")
+                near = difflib.get_close_matches(str(rtype), list(RULE_TYPES), n=1)
+                msg = f"unknown rule type {rtype!r}" + (f"; did you mean {near[0]!r}?" if near else f" (one of {', '.join(RULE_TYPES)})")
             errors.append(RuleError(display, *at, msg))
             continue
         cls = RULE_TYPES[rtype]
@@ -526,18 +534,14 @@ def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[
             for e in errs:
                 if e["type"] == "missing" and (tuple(e["loc"][:-1]), str(e["loc"][-1])) in typos:
                     continue
-                (line, col), msg = _explain(cls, e, rp, pos, rule_pos, raw)
+                (line, col), msg = _explain(cls, dict(e), rp, pos, rule_pos, raw)
                 if (line, col) not in taken:  # one message per place (unions repeat)
                     taken.add((line, col))
                     errors.append(RuleError(display, line, col, msg))
         rid = raw.get("id")
         if isinstance(rid, str):
             id_pos = pos.get(rp + ("id",), (rule_pos, rule_pos))[1]
-            def place(path: tuple, rp: tuple = rp, rule_pos: tuple = rule_pos) -> tuple[int, int]:
-                p = pos.get(rp + path)
-                return p[1] if p else rule_pos
-
-            out.append((rid, rule if not (sem or file_errs) else None, id_pos, place))
+            out.append((rid, rule if not (sem or file_errs) else None, id_pos, _placer(pos, rp, rule_pos)))
     return out
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from typing import Annotated, Any, ClassVar, Literal, Union
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -149,6 +149,11 @@ class RuleCore(_Strict):
     def sources(self) -> list[str]:
         """The input sources whose events this rule reads."""
         raise NotImplementedError
+
+    if TYPE_CHECKING:  # a field of one-source rules, a property of the others
+
+        @property
+        def source(self) -> str: ...
 
 
 class RuleBase(RuleCore):

@@ -13,15 +13,15 @@ from typing import Annotated, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..rules.model import RuleBase
+from ..rules.model import RuleCore
 from . import absence, aggregate, change, correlate, count, ratio, sequence, surge, threshold
 from .base import EngineConfig, Runner
 
 _MODULES = (threshold, change, surge, ratio, count, absence, aggregate, sequence, correlate)
 
-RULE_TYPES: dict[str, type[RuleBase]] = {m.MODEL.model_fields["type"].annotation.__args__[0]: m.MODEL for m in _MODULES}
-RUNNERS: dict[str, type[Runner]] = {name: m.RUNNER for name, m in zip(RULE_TYPES, _MODULES)}
-DETAILS: dict[str, set[str]] = {name: set(m.DETAILS) for name, m in zip(RULE_TYPES, _MODULES)}
+RULE_TYPES: dict[str, type[RuleCore]] = {m.MODEL.model_fields["type"].annotation.__args__[0]: m.MODEL for m in _MODULES}
+RUNNERS: dict[str, type[Runner]] = {name: m.RUNNER for name, m in zip(RULE_TYPES, _MODULES, strict=True)}
+DETAILS: dict[str, set[str]] = {name: set(m.DETAILS) for name, m in zip(RULE_TYPES, _MODULES, strict=True)}
 
 AnyRule = Annotated[Union[tuple(m.MODEL for m in _MODULES)], Field(discriminator="type")]  # type: ignore[valid-type]
 
@@ -30,10 +30,10 @@ class RuleFile(BaseModel):
     """A rules file: a top-level `rules:` list."""
 
     model_config = ConfigDict(extra="forbid", title="anomalyd rules file")
-    rules: list[AnyRule]
+    rules: list[AnyRule]  # type: ignore[valid-type]
 
 
-def runner_for(rule: RuleBase, config: EngineConfig, wake=None) -> Runner:
+def runner_for(rule: RuleCore, config: EngineConfig, wake=None) -> Runner:
     return RUNNERS[rule.type](rule, config, wake)  # type: ignore[attr-defined]
 
 

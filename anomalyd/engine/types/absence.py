@@ -4,9 +4,7 @@ stream's time, never by a scan of all groups."""
 
 from __future__ import annotations
 
-from typing import Any, Hashable
-
-from typing import Literal
+from typing import Any, Hashable, Literal
 
 from ..lifecycle import Output
 from ..rules.model import DurationText, RuleBase
@@ -44,8 +42,8 @@ class AbsenceRunner(Runner):
         elif ev.ts >= st[0]:
             st[0], st[1] = ev.ts, ev.event_id
             if st[2] is None:
-                st[2] = ev.ts + self.window
-                self.timers.add(st[2], key)
+                st[2] = deadline = ev.ts + self.window
+                self.timers.add(deadline, key)
             # else: the pending timer finds the newer ts and moves itself on
         if key in self.life.active or key in self.life.pending:
             self.life.update(key, False, now, 0, self.window // 1000, [ev.event_id], None, out)

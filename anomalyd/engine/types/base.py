@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import operator
-from collections import deque
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable
 
@@ -11,7 +10,7 @@ from ..events import field_kinds
 from ..lifecycle import Lifecycle, Output
 from ..rules.conditions import compile_all, getter, value_getter
 from ..rules.expr import NO_VALUE
-from ..rules.model import RuleBase
+from ..rules.model import RuleCore
 from ..state import INF, GroupStore, Timers, Wake
 from ..windows import EVIDENCE, Aggregator, WinState
 
@@ -67,7 +66,7 @@ def make_group(group_by: list[str]) -> Callable[[Hashable], dict]:
     if len(group_by) == 1:
         f = group_by[0]
         return lambda key: {f: key}
-    return lambda key: dict(zip(group_by, key))
+    return lambda key: dict(zip(group_by, key, strict=True))  # type: ignore[call-overload]  # a tuple key
 
 
 def index_of(where: Any, source: str) -> tuple[str, frozenset] | None:
@@ -92,7 +91,7 @@ class Runner:
     windowed = False
     RESOLVED: str | None = None  # the type's default resolved_message
 
-    def __init__(self, rule: RuleBase, config: EngineConfig, wake: Wake | None = None):
+    def __init__(self, rule: RuleCore, config: EngineConfig, wake: Wake | None = None):
         wake = wake or Wake()
         self.rule = rule
         self.id = rule.id
@@ -183,7 +182,7 @@ class Runner:
                 for key in sorted(keys, key=repr) if len(keys) > 1 else keys:
                     self.reevaluate(key, t, out)
             else:
-                life.advance(t, out)
+                life.advance(int(t), out)
 
     def groups(self) -> int:
         return len(self.store)
@@ -198,7 +197,7 @@ class WindowedRunner(Runner):
     windowed = True
     spans = 1  # windows of history kept (surge keeps the previous one too)
 
-    def __init__(self, rule: RuleBase, config: EngineConfig, wake: Wake | None = None):
+    def __init__(self, rule: RuleCore, config: EngineConfig, wake: Wake | None = None):
         super().__init__(rule, config, wake)
         self.window = rule.ms("window")
         self.b = max(1, self.window // 10)

@@ -5,9 +5,7 @@ bucketed (sum, count) over `window`."""
 
 from __future__ import annotations
 
-from typing import Any
-
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -58,7 +56,7 @@ class ChangeRunner(Runner):
             if store.old:
                 prev = store.old.pop(key, None)
             if prev is None and len(young) + len(store.old) > store.cap:
-                store._shrink()
+                store.evict_one()
         return prev
 
     def _mean(self, key: Any, v: float, ev: Any, now: int) -> float | None:

@@ -94,6 +94,7 @@ def find_cycle(rules: Iterable[Any]) -> list[str] | None:
 
 class CorrelateRunner(Runner):
     RESOLVED = "{rule_id} resolved{where}: {count} firing, no longer {op} {threshold}"
+    rule: CorrelateRule
 
     def __init__(self, rule: CorrelateRule, config, wake=None):
         super().__init__(rule, config, wake)
@@ -161,7 +162,7 @@ class CorrelateRunner(Runner):
         return {"firing": [(k, [(p, list(v)) for p, v in pairs.items()]) for k, pairs in self.firing.items()]}
 
     def load_state(self, data: Any) -> None:
-        self.firing = {k: {tuple(p): tuple(v) for p, v in pairs} for k, pairs in data["firing"]}  # type: ignore[misc]
+        self.firing = {k: {tuple(p): tuple(v) for p, v in pairs} for k, pairs in data["firing"]}
 
 
 MODEL, RUNNER, DETAILS = CorrelateRule, CorrelateRunner, {"count", "alerts"}

@@ -36,7 +36,7 @@ class RatioRunner(WindowedRunner):
         self.min_count = rule.min_count
 
     def put_value(self, ev: Any) -> bool:
-        return bool(self.num(ev))
+        return self.num is not None and bool(self.num(ev))
 
     def judge(self, key: Hashable, st: WinState | None, now: int, evidence: Any, out: list[Output]) -> None:
         num, den = (st.tot, st.tot2) if st is not None else (0, 0)

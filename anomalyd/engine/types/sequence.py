@@ -65,7 +65,7 @@ class SequenceRule(RuleCore):
     then: Side
     within: DurationText = Field(description="The then event must come before first.ts + within")
     match: Match | None = None
-    outcome: list[Kind] = Field(default_factory=lambda: ["missed"], min_length=1,
+    outcome: list[Kind] = Field(default_factory=lambda: ["missed"], min_length=1,  # type: ignore[arg-type]
                                 description="Which outcomes are counted (default [missed])")
     window: DurationText = Field(description="Outcomes are counted in a sliding window of event time")
     op: CompareOp
@@ -119,7 +119,7 @@ class Deadlines:
 
     def load(self, data: tuple) -> None:
         self.seq = data[0]
-        self.heap = [tuple(x) for x in data[1]]  # type: ignore[misc]
+        self.heap = [tuple(x) for x in data[1]]
         if self.heap and self.heap[0][0] < self.wake.t:
             self.wake.t = self.heap[0][0]
 
@@ -135,6 +135,7 @@ class _Moment:
 
 class SequenceRunner(WindowedRunner):
     RESOLVED = "{rule_id} resolved{where}: {count} in {window}, no longer {op} {threshold}"
+    rule: SequenceRule
 
     def __init__(self, rule: SequenceRule, config, wake=None):
         super().__init__(rule, config, wake)

@@ -94,6 +94,7 @@ class SurgeRunner(WindowedRunner):
         return st
 
     def remember(self, st: WinState, ev: Any, v: Any) -> None:
+        assert st.hist is not None  # new_state gives offset baselines a history
         st.hist.add(ev.ts // self.b, 1.0 if self.get is None else float(v), self.fn)
 
     def schedule(self, key: Hashable, k: int, now: int) -> None:
@@ -113,6 +114,7 @@ class SurgeRunner(WindowedRunner):
         n_cur = agg.count(st.tot)
         if self.offset:
             hi = now // self.b - self.lag
+            assert st.hist is not None
             n_base, base = st.hist.baseline(hi - self.n, hi, self.fn)
         else:
             base, n_base = agg.figure(st.tot2), agg.count(st.tot2)

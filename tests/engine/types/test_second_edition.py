@@ -9,8 +9,7 @@ import pytest
 from anomalyd.engine import snapshot
 from anomalyd.engine.engine import Engine
 from anomalyd.engine.rules.loader import RuleLoadError, load_rules
-from anomalyd.engine.types import EngineConfig
-from tests.helpers import MIN, T0, alerts, cmp, commands, inv, line, order, pay, rule, run
+from tests.helpers import MIN, T0, alerts, cmp, commands, inv, line, pay, rule, run
 
 S = 1000
 
