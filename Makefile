@@ -20,9 +20,7 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed
 	$(PY) -m pytest -n 2 --dist loadfile --durations=15
 
-# Lint, formatting and types. Not yet run by .ci/run: anomalyd/engine and
-# tests/engine are not yet formatted by ruff (see [tool.ruff.format] in
-# pyproject.toml).
+# Lint, formatting and types; .ci/run runs it before the tests.
 lint: $(VENV)/.installed
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .

@@ -88,8 +88,15 @@ def _given(v: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
-_PLAIN_KINDS = {"string_type": "a string", "int_type": "an integer", "int_from_float": "an integer",
-                "float_type": "a number", "bool_type": "true or false", "list_type": "a list", "dict_type": "an object"}
+_PLAIN_KINDS = {
+    "string_type": "a string",
+    "int_type": "an integer",
+    "int_from_float": "an integer",
+    "float_type": "a number",
+    "bool_type": "true or false",
+    "list_type": "a list",
+    "dict_type": "an object",
+}
 _BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
 
 
@@ -109,7 +116,9 @@ def _expects(ann: Any, meta: tuple = ()) -> str:
         return "a list of strings" if get_args(ann) == (str,) else "a list"
     if origin is dict:
         return "an object of string or number values"
-    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(ann, "a valid value") + bounds
+    return {int: "an integer", float: "a number", str: "a string", bool: "true or false"}.get(
+        ann, "a valid value"
+    ) + bounds
 
 
 def _describe(err: ValidationError, model: type[BaseModel] | None = None) -> Rejected:
@@ -226,8 +235,14 @@ def dead_letter(
     if len(text) > MAX_ORIGINAL_CHARS:
         text = text[:MAX_ORIGINAL_CHARS] + f"...[truncated {len(text) - MAX_ORIGINAL_CHARS} chars]"
     return DeadLetter(
-        source_topic=topic, partition=partition, offset=offset, line=line, key=key,
-        original=text, reason=exc.reason, reason_code=exc.code,
+        source_topic=topic,
+        partition=partition,
+        offset=offset,
+        line=line,
+        key=key,
+        original=text,
+        reason=exc.reason,
+        reason_code=exc.code,
     )
 
 

@@ -157,16 +157,30 @@ class Engine:
             return [self.refuse_future(topic, ev, line, topic, line=lineno)]
         return self.process_event(topic, ev)
 
-    def process_record(self, topic: str, value: bytes | str, partition: int | None = None,
-                       offset: int | None = None, key: Any = None, source: str | None = None) -> list[Output]:
+    def process_record(
+        self,
+        topic: str,
+        value: bytes | str,
+        partition: int | None = None,
+        offset: int | None = None,
+        key: Any = None,
+        source: str | None = None,
+    ) -> list[Output]:
         """One Kafka record, evaluated at once. `source` maps a renamed topic to
         its event type. (The worker decodes with decode_record and orders
         events across partitions before process_event.)"""
         ev, dead = self.decode_record(source or topic, value, topic, partition, offset, key)
         return [dead] if dead is not None else self.process_event(source or topic, ev)
 
-    def decode_record(self, source: str, value: bytes | str, topic: str, partition: int | None = None,
-                      offset: int | None = None, key: Any = None) -> tuple[Any, Output | None]:
+    def decode_record(
+        self,
+        source: str,
+        value: bytes | str,
+        topic: str,
+        partition: int | None = None,
+        offset: int | None = None,
+        key: Any = None,
+    ) -> tuple[Any, Output | None]:
         """Validate a record without evaluating it: (event, None) or (None, dead letter)."""
         try:
             return decode_value(source, value), None

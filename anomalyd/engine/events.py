@@ -44,8 +44,9 @@ class Event(BaseModel):
     event_id: Annotated[str, Field(min_length=1, description="Unique id of the event")]
     ts: Timestamp
     attrs: dict[str, AttrValue] | None = Field(
-        default=None, max_length=MAX_ITEMS,
-        description="Free-form string or number values; rules read them as attrs.NAME"
+        default=None,
+        max_length=MAX_ITEMS,
+        description="Free-form string or number values; rules read them as attrs.NAME",
     )
 
 

@@ -76,8 +76,14 @@ class ScopeState:
 
 
 class Lifecycle:
-    def __init__(self, rule: RuleCore, group_of: Callable[[Hashable], dict], wake: Wake | None = None,
-                 cap: int | None = None, resolved: str | None = None):
+    def __init__(
+        self,
+        rule: RuleCore,
+        group_of: Callable[[Hashable], dict],
+        wake: Wake | None = None,
+        cap: int | None = None,
+        resolved: str | None = None,
+    ):
         self.rule = rule
         self.version = rule.version
         self.group_of = group_of
@@ -105,8 +111,17 @@ class Lifecycle:
         self.window_text = format_duration(rule.ms("window")) if getattr(rule, "window", None) else ""
 
     # -- the one entry point rule types call -------------------------------
-    def update(self, key: Hashable, holds: bool, now: int, value: Any, threshold: Any,
-               evidence: list[str], details: dict | None, out: list[Output]) -> None:
+    def update(
+        self,
+        key: Hashable,
+        holds: bool,
+        now: int,
+        value: Any,
+        threshold: Any,
+        evidence: list[str],
+        details: dict | None,
+        out: list[Output],
+    ) -> None:
         a = self.active.get(key)
         if a is None:
             if self.hold_for:
@@ -128,8 +143,16 @@ class Lifecycle:
         else:
             self.timers.add(a.last_true + self.cooldown, key)
 
-    def _pend(self, key: Hashable, holds: bool, now: int, value: Any, threshold: Any,
-              evidence: list[str], details: dict | None) -> None:
+    def _pend(
+        self,
+        key: Hashable,
+        holds: bool,
+        now: int,
+        value: Any,
+        threshold: Any,
+        evidence: list[str],
+        details: dict | None,
+    ) -> None:
         """`for`: an evaluation of a group that is not firing. Found false, a
         pending episode ends without a record; found true, it starts (or
         goes on) and its timer fires it at started + for."""
@@ -175,9 +198,17 @@ class Lifecycle:
             alert_id = _h(f"{fp}|{a.started}|resolved|{now}", 16)
         fields = _Fmt(group)
         fields.update({k: _show(v) for k, v in details.items()})
-        fields.update(value=_show(value), threshold=_show(threshold), rule_id=rule.id, severity=rule.severity,
-                      source=rule.source, window=self.window_text, group=group, op=getattr(rule, "op", ""),
-                      where=" (" + ", ".join(f"{k}={v}" for k, v in group.items()) + ")" if group else "")
+        fields.update(
+            value=_show(value),
+            threshold=_show(threshold),
+            rule_id=rule.id,
+            severity=rule.severity,
+            source=rule.source,
+            window=self.window_text,
+            group=group,
+            op=getattr(rule, "op", ""),
+            where=" (" + ", ".join(f"{k}={v}" for k, v in group.items()) + ")" if group else "",
+        )
         if status == "resolved":
             message = self.resolved_template.format_map(fields)
         elif rule.message:
@@ -186,15 +217,38 @@ class Lifecycle:
             message = f"{rule.description or rule.id}{fields['where']}: value {value}, threshold {threshold}"
         self.counts[(rule.severity, status)] = self.counts.get((rule.severity, status), 0) + 1
         return {
-            "alert_id": alert_id, "fingerprint": fp, "rule_id": rule.id, "rule_version": self.version,
-            "severity": rule.severity, "status": status, "source": rule.source, "group": group,
-            "value": value, "threshold": threshold, "message": message, "labels": dict(rule.labels),
-            "started_at": format_ts(a.started), "ts": format_ts(now), "evidence": list(evidence),
-            "details": details, "shadow": rule.mode == "shadow", "runbook": rule.runbook, "owner": rule.owner,
+            "alert_id": alert_id,
+            "fingerprint": fp,
+            "rule_id": rule.id,
+            "rule_version": self.version,
+            "severity": rule.severity,
+            "status": status,
+            "source": rule.source,
+            "group": group,
+            "value": value,
+            "threshold": threshold,
+            "message": message,
+            "labels": dict(rule.labels),
+            "started_at": format_ts(a.started),
+            "ts": format_ts(now),
+            "evidence": list(evidence),
+            "details": details,
+            "shadow": rule.mode == "shadow",
+            "runbook": rule.runbook,
+            "owner": rule.owner,
         }
 
-    def _fire(self, key: Hashable, now: int, value: Any, threshold: Any, evidence: list[str],
-              details: dict, out: list[Output], started: int | None = None) -> None:
+    def _fire(
+        self,
+        key: Hashable,
+        now: int,
+        value: Any,
+        threshold: Any,
+        evidence: list[str],
+        details: dict,
+        out: list[Output],
+        started: int | None = None,
+    ) -> None:
         a = Active(now if started is None else started, "")
         a.value, a.threshold, a.details = value, threshold, details
         self.active[key] = a
@@ -247,15 +301,29 @@ class Lifecycle:
         scope = {f: group.get(f) for f in self.breaker.scope}
         return ",".join(f"{k}={v}" for k, v in scope.items()), scope
 
-    def _command(self, action: str, skey: str, scope: dict, s: ScopeState, now: int, reason: str, out: list[Output]) -> None:
+    def _command(
+        self, action: str, skey: str, scope: dict, s: ScopeState, now: int, reason: str, out: list[Output]
+    ) -> None:
         assert self.breaker is not None
         cid = s.command_id if action == "open" else _h(f"{s.command_id}|close|{now}", 16)
         self.commands[action] = self.commands.get(action, 0) + 1
-        out.append((COMMANDS, skey, {
-            "command_id": cid, "action": action, "breaker": self.breaker.action, "scope": scope,
-            "rule_id": self.rule.id, "alert_id": s.alert_id, "reason": reason,
-            "ts": format_ts(now), "expires_at": format_ts(s.expires),
-        }))
+        out.append(
+            (
+                COMMANDS,
+                skey,
+                {
+                    "command_id": cid,
+                    "action": action,
+                    "breaker": self.breaker.action,
+                    "scope": scope,
+                    "rule_id": self.rule.id,
+                    "alert_id": s.alert_id,
+                    "reason": reason,
+                    "ts": format_ts(now),
+                    "expires_at": format_ts(s.expires),
+                },
+            )
+        )
 
     def _open(self, key: Hashable, a: Active, now: int, reason: str, out: list[Output]) -> None:
         skey, scope = self._scope(key)

@@ -22,8 +22,16 @@ _WIN = "\x00W"
 
 def _enc(v: Any) -> Any:
     if isinstance(v, WinState):
-        return (_WIN, v.buckets, list(v.evidence) if v.evidence is not None else None, v.at, v.tot, v.tot2, v.sched,
-                v.hist.dump() if v.hist is not None else None)
+        return (
+            _WIN,
+            v.buckets,
+            list(v.evidence) if v.evidence is not None else None,
+            v.at,
+            v.tot,
+            v.tot2,
+            v.sched,
+            v.hist.dump() if v.hist is not None else None,
+        )
     return v
 
 
@@ -48,10 +56,13 @@ def runner_state(r) -> dict:
         "evicted": r.store.evicted,
         "rotate_at": r.store.rotate_at,
         "timers": r.timers.dump(),
-        "active": {k: (a.started, a.alert_id, a.holds, a.last_true, a.value, a.threshold, a.details)
-                   for k, a in life.active.items()},
-        "pending": {k: (a.started, a.last_true, a.value, a.threshold, a.details, a.evidence)
-                    for k, a in life.pending.items()},
+        "active": {
+            k: (a.started, a.alert_id, a.holds, a.last_true, a.value, a.threshold, a.details)
+            for k, a in life.active.items()
+        },
+        "pending": {
+            k: (a.started, a.last_true, a.value, a.threshold, a.details, a.evidence) for k, a in life.pending.items()
+        },
         "life_timers": life.timers.dump(),
         "scopes": {k: (list(s.groups), s.opened, s.expires, s.command_id, s.alert_id) for k, s in life.scopes.items()},
         "counts": dict(life.counts),

@@ -16,18 +16,14 @@ _PART = re.compile(r"(\d+)(ms|s|m|h|d)")
 _UNIT_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
 # RFC 3339 demands an explicit offset ("Z" or +hh:mm); fromisoformat alone
 # would accept naive local times, which make replays machine-dependent.
-_RFC3339 = re.compile(
-    r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$"
-)
+_RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})$")
 
 
 def parse_duration(text: str) -> int:
     """'500ms', '30s', '10m', '2h', '1d', or compounds such as '1h30m' ->
     milliseconds. Raises ValueError."""
     if not isinstance(text, str) or not _DURATION.match(text.strip()):
-        raise ValueError(
-            f"bad duration {text!r}: use a whole number with ms, s, m, h or d (e.g. 30s, 10m, 1h30m)"
-        )
+        raise ValueError(f"bad duration {text!r}: use a whole number with ms, s, m, h or d (e.g. 30s, 10m, 1h30m)")
     return sum(int(n) * _UNIT_MS[u] for n, u in _PART.findall(text.strip()))
 
 

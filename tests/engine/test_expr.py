@@ -11,8 +11,15 @@ from anomalyd.engine.rules.expr import NO_VALUE, Expr, ExprCompileError, ExprErr
 
 
 def order(**kw):
-    base = {"event_id": "e1", "ts": 1_750_000_000_000, "order_id": "O-1", "sku": "SKU-1", "quantity": 3,
-            "unit_price": 80.5, "status": "created"}
+    base = {
+        "event_id": "e1",
+        "ts": 1_750_000_000_000,
+        "order_id": "O-1",
+        "sku": "SKU-1",
+        "quantity": 3,
+        "unit_price": 80.5,
+        "status": "created",
+    }
     base.update(kw)
     return decode_value("orders", json.dumps({k: v for k, v in base.items() if v is not ...}))
 
@@ -22,6 +29,7 @@ def ev(text: str, event, source: str = "orders"):
 
 
 # --- numbers: ints and floats mix ------------------------------------------------
+
 
 def test_floor_minus_price_int_floor_float_price():
     e = order(attrs={"floor_price": 100}, unit_price=80.5)
@@ -34,20 +42,23 @@ def test_floor_minus_price_float_floor_int_price():
     assert r == 20 and type(r) is float
 
 
-@pytest.mark.parametrize("text,want", [
-    ("100 - 80.5", 19.5),
-    ("80.5 - 100", -19.5),
-    ("2 * 1.5", 3.0),
-    ("3 / 2.0", 1.5),
-    ("1.5 + 1", 2.5),
-    ("7 / 2", 3),          # int with int stays CEL int arithmetic
-    ("100 == 100.0", True),
-    ("100 != 100.0", False),
-    ("1 < 1.5", True),
-    ("2.5 >= 3", False),
-    ("2 in [1.0, 2.0]", True),
-    ("2.0 in [1, 2]", True),
-])
+@pytest.mark.parametrize(
+    "text,want",
+    [
+        ("100 - 80.5", 19.5),
+        ("80.5 - 100", -19.5),
+        ("2 * 1.5", 3.0),
+        ("3 / 2.0", 1.5),
+        ("1.5 + 1", 2.5),
+        ("7 / 2", 3),  # int with int stays CEL int arithmetic
+        ("100 == 100.0", True),
+        ("100 != 100.0", False),
+        ("1 < 1.5", True),
+        ("2.5 >= 3", False),
+        ("2 in [1.0, 2.0]", True),
+        ("2.0 in [1, 2]", True),
+    ],
+)
 def test_literals_mix(text, want):
     r = ev(text, order())
     assert r == want and type(r) is type(want)
@@ -89,6 +100,7 @@ def test_attrs_numbers_mix_both_ways():
 
 # --- lists, has, strings, membership ------------------------------------------------
 
+
 def test_size_promo_codes():
     assert ev("size(promo_codes) >= 2", order(promo_codes=["A", "B"])) is True
     assert ev("size(promo_codes) >= 2", order(promo_codes=["A"])) is False
@@ -125,18 +137,24 @@ def test_other_sources():
     inv = decode_value("inventory", json.dumps({"event_id": "i", "ts": 1, "sku": "S", "available": -3, "reserved": 5}))
     assert ev("available + reserved", inv, "inventory") == 2
     assert ev("available < 0.5", inv, "inventory") is True
-    pay = decode_value("payments", json.dumps({"event_id": "p", "ts": 1, "payment_id": "P", "order_id": "O",
-                                               "amount": 10, "status": "failed"}))
+    pay = decode_value(
+        "payments",
+        json.dumps({"event_id": "p", "ts": 1, "payment_id": "P", "order_id": "O", "amount": 10, "status": "failed"}),
+    )
     assert ev('status == "failed" && amount >= 10', pay, "payments") is True
 
 
 # --- missing values and run-time failures: never raise ------------------------------
 
-@pytest.mark.parametrize("text,event", [
-    ('merchant_id == "M-1"', order()),                     # optional field None
-    ("attrs.floor_price - unit_price", order()),           # no attrs at all
-    ("attrs.floor_price - unit_price", order(attrs={"x": 1})),  # attrs key missing
-])
+
+@pytest.mark.parametrize(
+    "text,event",
+    [
+        ('merchant_id == "M-1"', order()),  # optional field None
+        ("attrs.floor_price - unit_price", order()),  # no attrs at all
+        ("attrs.floor_price - unit_price", order(attrs={"x": 1})),  # attrs key missing
+    ],
+)
 def test_missing(text, event):
     x = compile_expr("orders", text)
     assert x(event) is NO_VALUE
@@ -151,16 +169,19 @@ def test_missing_field_absorbed_by_or():
     assert x2(order(quantity=3)) is False
 
 
-@pytest.mark.parametrize("text,event", [
-    ("quantity / 0", order()),
-    ("unit_price / 0.0", order()),                         # +Inf in CEL: counted as a failure
-    ("quantity / 0.0", order()),                           # mixed overload
-    ("size(promo_codes) % 0", order(promo_codes=["a"])),
-    ("9223372036854775807 + size(promo_codes)", order(promo_codes=["a"])),  # int overflow
-    ("attrs.x * 2", order(attrs={"x": "abc"})),            # dyn attrs value of the wrong type
-    ("attrs.x > 1", order(attrs={"x": "abc"})),
-    ("attrs.x.startsWith('a')", order(attrs={"x": 5})),
-])
+@pytest.mark.parametrize(
+    "text,event",
+    [
+        ("quantity / 0", order()),
+        ("unit_price / 0.0", order()),  # +Inf in CEL: counted as a failure
+        ("quantity / 0.0", order()),  # mixed overload
+        ("size(promo_codes) % 0", order(promo_codes=["a"])),
+        ("9223372036854775807 + size(promo_codes)", order(promo_codes=["a"])),  # int overflow
+        ("attrs.x * 2", order(attrs={"x": "abc"})),  # dyn attrs value of the wrong type
+        ("attrs.x > 1", order(attrs={"x": "abc"})),
+        ("attrs.x.startsWith('a')", order(attrs={"x": 5})),
+    ],
+)
 def test_runtime_errors(text, event):
     x = compile_expr("orders", text)
     assert x(event) is NO_VALUE
@@ -183,14 +204,17 @@ def test_never_raises_on_odd_input():
 
 # --- load time ------------------------------------------------------------------------
 
+
 def errors_of(text: str, source: str = "orders") -> list[ExprError]:
     with pytest.raises(ExprCompileError) as info:
         compile_expr(source, text)
     return info.value.errors
 
 
-@pytest.mark.parametrize("text,offset", [("1 +", 3), ("unit_price >", 12), ("(quantity", 9), ("a ==", 4),
-                                          ('sku == "x', 7), ("quantity >\n  )", 13)])
+@pytest.mark.parametrize(
+    "text,offset",
+    [("1 +", 3), ("unit_price >", 12), ("(quantity", 9), ("a ==", 4), ('sku == "x', 7), ("quantity >\n  )", 13)],
+)
 def test_syntax_error_offset(text, offset):
     errs = errors_of(text)
     assert errs[0].offset == offset, errs
@@ -218,8 +242,17 @@ def test_unknown_qualified_name_points_at_it():
     assert errs[0].offset == 11 and "'promo'" in errs[0].message
 
 
-@pytest.mark.parametrize("text,offset", [("sku * 2", 4), ("status + 1", 7), ('"a" * 2', 4), ("promo_codes > 1", 12),
-                                         ("sku.startsWith(1)", 14), ("unit_price + sku", 11)])
+@pytest.mark.parametrize(
+    "text,offset",
+    [
+        ("sku * 2", 4),
+        ("status + 1", 7),
+        ('"a" * 2', 4),
+        ("promo_codes > 1", 12),
+        ("sku.startsWith(1)", 14),
+        ("unit_price + sku", 11),
+    ],
+)
 def test_impossible_types(text, offset):
     errs = errors_of(text)
     assert errs[0].offset == offset
@@ -241,28 +274,34 @@ def test_empty_and_unknown_source():
     assert "unknown source" in errors_of("1", "nope")[0].message
 
 
-@pytest.mark.parametrize("text,kind", [
-    ("size(promo_codes) >= 2", "bool"),
-    ("unit_price * quantity", "number"),
-    ("attrs.floor_price - unit_price", "number"),   # checker: every '-' overload on a dyn gives a number
-    ("attrs.floor_price", "dyn"),
-    ("sku", "string"),
-    ("promo_codes", "list"),
-    ("ts", "number"),
-    ("has(attrs.x)", "bool"),
-])
+@pytest.mark.parametrize(
+    "text,kind",
+    [
+        ("size(promo_codes) >= 2", "bool"),
+        ("unit_price * quantity", "number"),
+        ("attrs.floor_price - unit_price", "number"),  # checker: every '-' overload on a dyn gives a number
+        ("attrs.floor_price", "dyn"),
+        ("sku", "string"),
+        ("promo_codes", "list"),
+        ("ts", "number"),
+        ("has(attrs.x)", "bool"),
+    ],
+)
 def test_kind(text, kind):
     assert compile_expr("orders", text).kind == kind
 
 
-@pytest.mark.parametrize("text,fields", [
-    ("attrs.floor_price - unit_price", {"attrs", "unit_price"}),
-    ("size(promo_codes) >= 2", {"promo_codes"}),
-    ("100 - 80.5", set()),
-    ('promo_codes.exists(sku, sku == "x")', {"promo_codes"}),   # the loop variable is not the field
-    ('promo_codes.exists(p, p == sku)', {"promo_codes", "sku"}),
-    ('"unit_price" == status', {"status"}),                     # a name inside a string is not a read
-])
+@pytest.mark.parametrize(
+    "text,fields",
+    [
+        ("attrs.floor_price - unit_price", {"attrs", "unit_price"}),
+        ("size(promo_codes) >= 2", {"promo_codes"}),
+        ("100 - 80.5", set()),
+        ('promo_codes.exists(sku, sku == "x")', {"promo_codes"}),  # the loop variable is not the field
+        ("promo_codes.exists(p, p == sku)", {"promo_codes", "sku"}),
+        ('"unit_price" == status', {"status"}),  # a name inside a string is not a read
+    ],
+)
 def test_fields(text, fields):
     x = compile_expr("orders", text)
     assert x.fields == frozenset(fields)

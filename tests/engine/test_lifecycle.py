@@ -32,8 +32,13 @@ def test_same_input_same_ids_and_records_match_the_published_models():
 
 def test_cooldown_keeps_one_episode_through_flapping():
     r = rule(**NEG, cooldown="10m")
-    lines = [inv(T0, "S", -1), inv(T0 + MIN, "S", 5), inv(T0 + 2 * MIN, "S", -2), inv(T0 + 3 * MIN, "S", 5),
-             inv(T0 + 20 * MIN, "X", 1)]
+    lines = [
+        inv(T0, "S", -1),
+        inv(T0 + MIN, "S", 5),
+        inv(T0 + 2 * MIN, "S", -2),
+        inv(T0 + 3 * MIN, "S", 5),
+        inv(T0 + 20 * MIN, "X", 1),
+    ]
     # false from 3m; resolves 10m after the condition last held (2m)
     assert alerts(run([r], lines)) == [("r", "firing", "S", 0), ("r", "resolved", "S", 720)]
 
@@ -59,10 +64,21 @@ def test_breaker_lapses_by_ttl_reopens_if_still_firing_and_needs_no_close():
 
 
 def test_scope_coarser_than_group_closes_when_the_last_group_resolves():
-    r = rule(type="threshold", source="inventory", field="available", op="<", value=0,
-             group_by=["sku", "warehouse"], breaker=BRK)
-    lines = [inv(T0, "S", -1, warehouse="A"), inv(T0 + 1, "S", -1, warehouse="B"),
-             inv(T0 + 2, "S", 1, warehouse="A"), inv(T0 + 3, "S", 1, warehouse="B")]
+    r = rule(
+        type="threshold",
+        source="inventory",
+        field="available",
+        op="<",
+        value=0,
+        group_by=["sku", "warehouse"],
+        breaker=BRK,
+    )
+    lines = [
+        inv(T0, "S", -1, warehouse="A"),
+        inv(T0 + 1, "S", -1, warehouse="B"),
+        inv(T0 + 2, "S", 1, warehouse="A"),
+        inv(T0 + 3, "S", 1, warehouse="B"),
+    ]
     out = run([r], lines)
     assert commands(out) == [("open", "S"), ("close", "S")]
     assert [v["ts"][-6:] for t, _, v in out if t == "breaker-commands"] == ["0.000Z", "0.003Z"]
@@ -98,11 +114,22 @@ def test_firing_alerts_over_the_cap_are_forgotten_oldest_first_without_a_record(
     r = rule(**NEG)
     eng = Engine([r], EngineConfig(max_groups_per_rule=2))
     out = []
-    for ln in [inv(T0, "A", -1), inv(T0 + MIN, "B", -1), inv(T0 + 2 * MIN, "C", -1),
-               inv(T0 + 3 * MIN, "A", 5), inv(T0 + 4 * MIN, "B", 5), inv(T0 + 5 * MIN, "A", -1)]:
+    for ln in [
+        inv(T0, "A", -1),
+        inv(T0 + MIN, "B", -1),
+        inv(T0 + 2 * MIN, "C", -1),
+        inv(T0 + 3 * MIN, "A", 5),
+        inv(T0 + 4 * MIN, "B", 5),
+        inv(T0 + 5 * MIN, "A", -1),
+    ]:
         out += eng.process_line(ln)
-    assert alerts(out) == [("r", "firing", "A", 0), ("r", "firing", "B", 60), ("r", "firing", "C", 120),
-                           ("r", "resolved", "B", 240), ("r", "firing", "A", 300)]
+    assert alerts(out) == [
+        ("r", "firing", "A", 0),
+        ("r", "firing", "B", 60),
+        ("r", "firing", "C", 120),
+        ("r", "resolved", "B", 240),
+        ("r", "firing", "A", 300),
+    ]
     assert eng.runners["r"].life.evicted == 1
     assert eng.summary()["alerts_evicted"] == 1
     firing_a = [v["alert_id"] for t, _, v in out if t == "alerts" and v["group"] == {"sku": "A"}]
@@ -110,17 +137,21 @@ def test_firing_alerts_over_the_cap_are_forgotten_oldest_first_without_a_record(
 
 
 def test_a_forgotten_alert_leaves_its_breaker_open_until_it_lapses_and_never_opens_it_twice():
-    r = rule(**{**NEG, "group_by": ["sku", "warehouse"]},
-             breaker={"action": "pause_sales", "scope": ["warehouse"], "ttl": "10m"})
+    r = rule(
+        **{**NEG, "group_by": ["sku", "warehouse"]},
+        breaker={"action": "pause_sales", "scope": ["warehouse"], "ttl": "10m"},
+    )
     eng = Engine([r], EngineConfig(max_groups_per_rule=1))
     out = []
-    for ln in [inv(T0, "A", -1, warehouse="W1"),            # opens W1
-               inv(T0 + MIN, "B", -1, warehouse="W2"),      # opens W2; A forgotten: W1 stays open, no close
-               inv(T0 + 2 * MIN, "C", -1, warehouse="W1"),  # W1 still open: no second open; B forgotten
-               inv(T0 + 3 * MIN, "C", 5, warehouse="W1"),   # C resolves: W1 closes
-               inv(T0 + 4 * MIN, "D", -1, warehouse="W2"),  # W2 open until 11m: no second open
-               inv(T0 + 12 * MIN, "E", -1, warehouse="W3"),  # D forgotten; W2's orphan lapsed and is dropped
-               inv(T0 + 13 * MIN, "F", -1, warehouse="W2")]:  # W2 lapsed at 11m: a new open
+    for ln in [
+        inv(T0, "A", -1, warehouse="W1"),  # opens W1
+        inv(T0 + MIN, "B", -1, warehouse="W2"),  # opens W2; A forgotten: W1 stays open, no close
+        inv(T0 + 2 * MIN, "C", -1, warehouse="W1"),  # W1 still open: no second open; B forgotten
+        inv(T0 + 3 * MIN, "C", 5, warehouse="W1"),  # C resolves: W1 closes
+        inv(T0 + 4 * MIN, "D", -1, warehouse="W2"),  # W2 open until 11m: no second open
+        inv(T0 + 12 * MIN, "E", -1, warehouse="W3"),  # D forgotten; W2's orphan lapsed and is dropped
+        inv(T0 + 13 * MIN, "F", -1, warehouse="W2"),
+    ]:  # W2 lapsed at 11m: a new open
         out += eng.process_line(ln)
     cmds = [(v["action"], v["scope"]["warehouse"]) for t, _, v in out if t == "breaker-commands"]
     assert cmds == [("open", "W1"), ("open", "W2"), ("close", "W1"), ("open", "W3"), ("open", "W2")]

@@ -87,8 +87,9 @@ def test_shards_together_equal_one_engine_on_seed_stories():
 def test_shard_of_is_stable_across_processes():
     # A salted hash would differ per process; these values are fixed forever,
     # since routers and shards in different processes must agree.
-    assert [shard_of(k, 8) for k in ("SKU-1", "M-7", 42, ("a", "b"), "")] == \
-        [shard_of(k, 8) for k in ("SKU-1", "M-7", 42, ("a", "b"), "")]
+    assert [shard_of(k, 8) for k in ("SKU-1", "M-7", 42, ("a", "b"), "")] == [
+        shard_of(k, 8) for k in ("SKU-1", "M-7", 42, ("a", "b"), "")
+    ]
     import subprocess
     import sys
 
@@ -127,9 +128,14 @@ def test_shards_together_equal_one_engine_with_sequence_and_correlate(count):
     """A sequence's key (order_id) and group (sku) hash to different shards,
     and a correlate rule's inputs fire on any: such rules are pinned, with
     every rule they read, to one shard (notes/derived-records.md)."""
-    lines = [json.dumps({"topic": e["topic"], "value": e["value"]})
-             for e in generate(seed=5, minutes=75, anomalies=["unpaid-orders", "amount-mismatch", "channel-incident",
-                                                               "complaint-surge", "oversell"])]
+    lines = [
+        json.dumps({"topic": e["topic"], "value": e["value"]})
+        for e in generate(
+            seed=5,
+            minutes=75,
+            anomalies=["unpaid-orders", "amount-mismatch", "channel-incident", "complaint-surge", "oversell"],
+        )
+    ]
     rules = load_rules("rules")
     eng = Engine(rules)
     one = [x for ln in lines for x in eng.process_event(*decode_line(ln))]

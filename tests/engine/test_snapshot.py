@@ -13,8 +13,11 @@ from anomalyd.engine.rules.loader import load_rules
 
 @pytest.fixture(scope="module")
 def stream():
-    p = subprocess.run([sys.executable, "-m", "anomalyd", "simulate", "--minutes", "75", "--seed", "5"],
-                       capture_output=True, check=True)
+    p = subprocess.run(
+        [sys.executable, "-m", "anomalyd", "simulate", "--minutes", "75", "--seed", "5"],
+        capture_output=True,
+        check=True,
+    )
     return p.stdout.splitlines()
 
 
@@ -41,7 +44,9 @@ def test_changed_rules_start_fresh_unchanged_keep_state(stream, tmp_path):
         a.process_line(ln)
     data = snapshot.dump(a)
     for f in __import__("pathlib").Path("rules").glob("*.yaml"):
-        (tmp_path / f.name).write_text(f.read_text().replace("pct: 30\n    direction: both", "pct: 40\n    direction: both"))
+        (tmp_path / f.name).write_text(
+            f.read_text().replace("pct: 30\n    direction: both", "pct: 40\n    direction: both")
+        )
     b = Engine(load_rules(tmp_path))
     _, report = snapshot.load(b, data)
     assert report["fresh"] == ["order-price-swing"] and len(report["restored"]) == 14
@@ -50,6 +55,7 @@ def test_changed_rules_start_fresh_unchanged_keep_state(stream, tmp_path):
 def test_garbage_snapshots_are_refused():
     import marshal
     import zlib
+
     with pytest.raises(zlib.error, match="incorrect header check"):  # not zlib data at all
         snapshot.load(Engine([]), b"not a snapshot")
     with pytest.raises(EOFError, match="marshal data too short"):  # zlib, but not a marshal value
@@ -66,12 +72,24 @@ def test_a_snapshot_of_before_the_shared_window_code_restores_change_means():
 
     from anomalyd.engine.types import RULE_TYPES
 
-    r = RULE_TYPES["change"].model_validate(dict(id="m", type="change", source="payments", field="amount", pct=30,
-                                                 baseline="mean", window="10m", group_by=["merchant_id"]))
+    r = RULE_TYPES["change"].model_validate(
+        dict(
+            id="m",
+            type="change",
+            source="payments",
+            field="amount",
+            pct=30,
+            baseline="mean",
+            window="10m",
+            group_by=["merchant_id"],
+        )
+    )
     t0 = 1_781_712_000_000
-    lines = ['{"topic":"payments","value":{"event_id":"p%d","ts":%d,"payment_id":"P","order_id":"O","amount":%d,'
-             '"status":"succeeded","merchant_id":"M%d"}}' % (i, t0 + i * 7000, 200 if i % 17 == 0 else 100, i % 3)
-             for i in range(300)]
+    lines = [
+        '{"topic":"payments","value":{"event_id":"p%d","ts":%d,"payment_id":"P","order_id":"O","amount":%d,'
+        '"status":"succeeded","merchant_id":"M%d"}}' % (i, t0 + i * 7000, 200 if i % 17 == 0 else 100, i % 3)
+        for i in range(300)
+    ]
     eng = Engine([r])
     whole = [x for ln in lines for x in eng.process_line(ln)]
     assert any(t == "alerts" for t, _, _ in whole)

@@ -4,8 +4,15 @@ from anomalyd.engine.engine import Engine
 from anomalyd.engine.types import EngineConfig
 from tests.helpers import MIN, T0, alerts, cmp, inv, order, pay, rule, run
 
-COUNT = dict(type="count", source="payments", window="10m", op=">=", value=3, group_by=["merchant_id"],
-             where=[{"field": "status", "op": "==", "value": "failed"}])
+COUNT = dict(
+    type="count",
+    source="payments",
+    window="10m",
+    op=">=",
+    value=3,
+    group_by=["merchant_id"],
+    where=[{"field": "status", "op": "==", "value": "failed"}],
+)
 
 
 def test_count_resolves_when_events_age_out_moved_by_other_groups_events():
@@ -27,9 +34,9 @@ def test_replay_never_flushes_at_the_end_of_input():
 def test_out_of_order_within_allowed_lateness_counts_later_ones_do_not():
     r = rule(**COUNT)
     base = [pay(T0 + 5 * MIN, "failed", merchant_id="M1"), pay(T0 + 6 * MIN, "failed", merchant_id="M1")]
-    late_ok = pay(T0 + 5 * MIN + 30_000, "failed", merchant_id="M1")       # 30s behind
+    late_ok = pay(T0 + 5 * MIN + 30_000, "failed", merchant_id="M1")  # 30s behind
     assert alerts(run([r], base + [late_ok])) == [("r", "firing", "M1", 360)]
-    too_late = pay(T0 + 4 * MIN, "failed", merchant_id="M1")               # 2m behind
+    too_late = pay(T0 + 4 * MIN, "failed", merchant_id="M1")  # 2m behind
     eng = Engine([r], EngineConfig(allowed_lateness_ms=MIN))
     out = [o for ln in base + [too_late] for o in eng.process_line(ln)]
     assert alerts(out) == [] and eng.late == 1 and eng.disorder == 0
@@ -70,8 +77,8 @@ SURGE = dict(type="surge", source="complaints", window="5m", pct=50, min_count=5
 
 
 def test_surge_compares_window_over_window_with_min_count():
-    lines = [cmp(T0 + i * MIN + 1000, "A") for i in range(10)]                 # 1/min
-    lines += [cmp(T0 + 10 * MIN + i * 20_000, "A") for i in range(15)]          # 3/min
+    lines = [cmp(T0 + i * MIN + 1000, "A") for i in range(10)]  # 1/min
+    lines += [cmp(T0 + 10 * MIN + i * 20_000, "A") for i in range(15)]  # 3/min
     lines += [cmp(T0 + 10 * MIN + 500, "B"), cmp(T0 + 11 * MIN, "B"), cmp(T0 + 12 * MIN, "B")]  # 0 -> 3
     got = alerts(run([rule(**SURGE)], lines))
     assert [g[:3] for g in got] == [("r", "firing", "A")]
@@ -97,15 +104,32 @@ def test_global_absence_starts_its_clock_at_the_first_event():
 
 
 def test_ratio_needs_min_count_in_the_denominator():
-    r = rule(type="ratio", source="payments", window="10m", numerator=[{"field": "status", "op": "==", "value": "failed"}],
-             op=">", value=0.5, min_count=4, group_by=["merchant_id"])
+    r = rule(
+        type="ratio",
+        source="payments",
+        window="10m",
+        numerator=[{"field": "status", "op": "==", "value": "failed"}],
+        op=">",
+        value=0.5,
+        min_count=4,
+        group_by=["merchant_id"],
+    )
     lines = [pay(T0 + i * 1000, "failed", merchant_id="M") for i in range(3)]
     assert alerts(run([r], lines)) == []
     assert alerts(run([r], lines + [pay(T0 + 5000, "succeeded", merchant_id="M")])) == [("r", "firing", "M", 5)]
 
 
 def test_change_mean_baseline_and_direction():
-    r = rule(type="change", source="payments", field="amount", pct=30, baseline="mean", window="30m", direction="up", group_by=["merchant_id"])
+    r = rule(
+        type="change",
+        source="payments",
+        field="amount",
+        pct=30,
+        baseline="mean",
+        window="30m",
+        direction="up",
+        group_by=["merchant_id"],
+    )
     lines = [pay(T0 + i * MIN, amount=100, merchant_id="M") for i in range(5)]
     down = alerts(run([r], lines + [pay(T0 + 6 * MIN, amount=10, merchant_id="M")]))
     up = alerts(run([r], lines + [pay(T0 + 6 * MIN, amount=140, merchant_id="M")]))
@@ -120,5 +144,10 @@ def test_events_lacking_a_group_by_field_are_skipped_not_grouped_under_null():
 
 def test_attrs_fields_in_conditions_and_group_by():
     r = rule(type="threshold", source="inventory", field="attrs.temp", op=">", value=8, group_by=["attrs.lot"])
-    got = alerts(run([r], [inv(T0, "S", 1, attrs={"lot": "L1", "temp": 9.5}), inv(T0, "S", 1, attrs={"lot": "L2", "temp": "hot"})]))
+    got = alerts(
+        run(
+            [r],
+            [inv(T0, "S", 1, attrs={"lot": "L1", "temp": 9.5}), inv(T0, "S", 1, attrs={"lot": "L2", "temp": "hot"})],
+        )
+    )
     assert got == [("r", "firing", "L1", 0)]

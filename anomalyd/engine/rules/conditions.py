@@ -35,7 +35,7 @@ def getter(field: Any) -> Getter:
 
 
 def _is_num(v: Any) -> bool:
-    return (type(v) is int or type(v) is float)
+    return type(v) is int or type(v) is float
 
 
 def compare(op: str, want: Any) -> Callable[[Any], bool]:

@@ -110,21 +110,35 @@ _NUMS = ("int", "uint", "double")
 # The standard overloads we keep (their implementations are cel-cpp's own:
 # a declaration with no Python function binds to the runtime's builtin).
 _ARITH_STD = {
-    "_+_": [("add_int64", "int", "int", "int"), ("add_uint64", "uint", "uint", "uint"),
-            ("add_double", "double", "double", "double"), ("add_string", "string", "string", "string"),
-            ("add_bytes", "bytes", "bytes", "bytes"), ("add_list", "list(~A)", "list(~A)", "list(~A)"),
-            ("add_timestamp_duration", "timestamp", "duration", "timestamp"),
-            ("add_duration_timestamp", "duration", "timestamp", "timestamp"),
-            ("add_duration_duration", "duration", "duration", "duration")],
-    "_-_": [("subtract_int64", "int", "int", "int"), ("subtract_uint64", "uint", "uint", "uint"),
-            ("subtract_double", "double", "double", "double"),
-            ("subtract_timestamp_timestamp", "timestamp", "timestamp", "duration"),
-            ("subtract_timestamp_duration", "timestamp", "duration", "timestamp"),
-            ("subtract_duration_duration", "duration", "duration", "duration")],
-    "_*_": [("multiply_int64", "int", "int", "int"), ("multiply_uint64", "uint", "uint", "uint"),
-            ("multiply_double", "double", "double", "double")],
-    "_/_": [("divide_int64", "int", "int", "int"), ("divide_uint64", "uint", "uint", "uint"),
-            ("divide_double", "double", "double", "double")],
+    "_+_": [
+        ("add_int64", "int", "int", "int"),
+        ("add_uint64", "uint", "uint", "uint"),
+        ("add_double", "double", "double", "double"),
+        ("add_string", "string", "string", "string"),
+        ("add_bytes", "bytes", "bytes", "bytes"),
+        ("add_list", "list(~A)", "list(~A)", "list(~A)"),
+        ("add_timestamp_duration", "timestamp", "duration", "timestamp"),
+        ("add_duration_timestamp", "duration", "timestamp", "timestamp"),
+        ("add_duration_duration", "duration", "duration", "duration"),
+    ],
+    "_-_": [
+        ("subtract_int64", "int", "int", "int"),
+        ("subtract_uint64", "uint", "uint", "uint"),
+        ("subtract_double", "double", "double", "double"),
+        ("subtract_timestamp_timestamp", "timestamp", "timestamp", "duration"),
+        ("subtract_timestamp_duration", "timestamp", "duration", "timestamp"),
+        ("subtract_duration_duration", "duration", "duration", "duration"),
+    ],
+    "_*_": [
+        ("multiply_int64", "int", "int", "int"),
+        ("multiply_uint64", "uint", "uint", "uint"),
+        ("multiply_double", "double", "double", "double"),
+    ],
+    "_/_": [
+        ("divide_int64", "int", "int", "int"),
+        ("divide_uint64", "uint", "uint", "uint"),
+        ("divide_double", "double", "double", "double"),
+    ],
 }
 _ARITH_PY = {"_+_": operator.add, "_-_": operator.sub, "_*_": operator.mul}
 
@@ -147,7 +161,12 @@ def _env_config() -> tuple[str, dict]:
         ovs = [(oid, [a, b], r) for oid, a, b, r in std]
         fn = _ARITH_PY.get(name, _div)
         for a, b in (("int", "double"), ("double", "int")):
-            oid = f"anomalyd_{name.strip('_')}_{a}_{b}".replace("+", "add").replace("-", "sub").replace("*", "mul").replace("/", "div")
+            oid = (
+                f"anomalyd_{name.strip('_')}_{a}_{b}".replace("+", "add")
+                .replace("-", "sub")
+                .replace("*", "mul")
+                .replace("/", "div")
+            )
             ovs.append((oid, [a, b], "double"))
             impls[oid] = fn
         funcs[name] = ovs
@@ -161,7 +180,8 @@ def _env_config() -> tuple[str, dict]:
         ovs += [(f"{base}_{a}_{b}", [a, b], "bool") for a in _NUMS for b in _NUMS if a != b]
         funcs[name] = ovs
     funcs["@in"] = [("in_list", ["~A", "list(~A)"], "bool"), ("in_map", ["~A", "map(~A, ~B)"], "bool")] + [
-        (f"in_list_{a}_{b}", [a, f"list({b})"], "bool") for a in _NUMS for b in _NUMS if a != b]
+        (f"in_list_{a}_{b}", [a, f"list({b})"], "bool") for a in _NUMS for b in _NUMS if a != b
+    ]
     lines = ["stdlib:", "  exclude_functions:"]
     lines += [f'    - name: "{n}"' for n in funcs]
     lines.append("functions:")
@@ -244,7 +264,7 @@ def _errors(text: str, message: str, names: list[str]) -> list[ExprError]:
             if near:
                 msg += f" (did you mean {near[0]!r}?)"
         elif msg.startswith("Syntax error: "):
-            msg = "syntax error: " + msg[len("Syntax error: "):]
+            msg = "syntax error: " + msg[len("Syntax error: ") :]
         out.append(ExprError(off, msg))
     if not out:  # a message we cannot place: keep it whole, at the start
         out.append(ExprError(0, message.strip()))

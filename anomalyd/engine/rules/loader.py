@@ -27,8 +27,12 @@ from .model import Breaker, Condition, RuleCore
 MAX_NODES = 200_000  # per file, counting alias expansions
 MAX_FILE_BYTES = 8 * 1024 * 1024
 _PLAIN_TAGS = {
-    "tag:yaml.org,2002:str", "tag:yaml.org,2002:int", "tag:yaml.org,2002:float",
-    "tag:yaml.org,2002:bool", "tag:yaml.org,2002:null", "tag:yaml.org,2002:map",
+    "tag:yaml.org,2002:str",
+    "tag:yaml.org,2002:int",
+    "tag:yaml.org,2002:float",
+    "tag:yaml.org,2002:bool",
+    "tag:yaml.org,2002:null",
+    "tag:yaml.org,2002:map",
     "tag:yaml.org,2002:seq",
 }
 
@@ -90,8 +94,17 @@ def _pos(mark: yaml.Mark) -> tuple[int, int]:
     return mark.line + 1, mark.column + 1
 
 
-def _build(node: yaml.Node, path: tuple, pos: _Positions, ctor: yaml.SafeLoader, errs: list, fname: str, budget: list[int],
-           kind: str = "rule files", tags: frozenset | set = _PLAIN_TAGS) -> Any:
+def _build(
+    node: yaml.Node,
+    path: tuple,
+    pos: _Positions,
+    ctor: yaml.SafeLoader,
+    errs: list,
+    fname: str,
+    budget: list[int],
+    kind: str = "rule files",
+    tags: frozenset | set = _PLAIN_TAGS,
+) -> Any:
     budget[0] += 1
     if budget[0] > MAX_NODES:
         raise _Budget()
@@ -150,9 +163,16 @@ def _model_at(cls: type[BaseModel], loc: tuple) -> type[BaseModel] | None:
     return model
 
 
-def _explain(cls: type[RuleCore], err: dict, rule_path: tuple, pos: _Positions, rule_pos: tuple[int, int], raw: dict) -> tuple[tuple[int, int], str]:
+def _explain(
+    cls: type[RuleCore], err: dict, rule_path: tuple, pos: _Positions, rule_pos: tuple[int, int], raw: dict
+) -> tuple[tuple[int, int], str]:
     loc = tuple(err["loc"])
-    if err["type"] == "value_error" and len(loc) == 2 and loc[0] in ("where", "numerator") and rule_path + loc + ("value",) in pos:
+    if (
+        err["type"] == "value_error"
+        and len(loc) == 2
+        and loc[0] in ("where", "numerator")
+        and rule_path + loc + ("value",) in pos
+    ):
         loc = loc + ("value",)  # a condition's op/value mismatch: point at the value
     # Union members add names such as 'float' or 'list[...]' to loc: keep the
     # longest prefix that is a real place in the file.
@@ -168,7 +188,9 @@ def _explain(cls: type[RuleCore], err: dict, rule_path: tuple, pos: _Positions, 
         if model is cls:
             allowed.append("type")
         hint = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.6)
-        text = f"unknown key {key!r}" + (f"; did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(allowed)})")
+        text = f"unknown key {key!r}" + (
+            f"; did you mean {hint[0]!r}?" if hint else f" (allowed: {', '.join(allowed)})"
+        )
         return pos[rule_path + loc][0], text
     if kind == "missing":
         parent = loc[:-1]
@@ -181,11 +203,15 @@ def _explain(cls: type[RuleCore], err: dict, rule_path: tuple, pos: _Positions, 
     elif kind == "string_pattern_mismatch":
         msg = f"bad duration {err['input']!r}: use a whole number with ms, s, m, h or d (e.g. 30s, 10m, 1h30m)"
     elif kind == "literal_error" and isinstance(err.get("input"), str):  # a misspelt choice: say which was meant
-        choices = [str(c) for c in err.get("ctx", {}).get("expected_values", [])] or \
-            __import__("re").findall(r"'([^']*)'", str(err.get("ctx", {}).get("expected", "")))
+        choices = [str(c) for c in err.get("ctx", {}).get("expected_values", [])] or __import__("re").findall(
+            r"'([^']*)'", str(err.get("ctx", {}).get("expected", ""))
+        )
         given = err["input"]
-        hint = ([c for c in choices if c.lower() == given.lower()] or [c for c in choices if sorted(c) == sorted(given)]
-                or difflib.get_close_matches(given, choices, n=1))
+        hint = (
+            [c for c in choices if c.lower() == given.lower()]
+            or [c for c in choices if sorted(c) == sorted(given)]
+            or difflib.get_close_matches(given, choices, n=1)
+        )
         if hint:
             msg += f"; got {given!r}, did you mean {hint[0]!r}?"
     return at, f"{where}: {msg}"
@@ -218,7 +244,7 @@ def _expr_place(fname: str, line: int, col: int, offset: int) -> tuple[int, int]
         text = Path(fname).read_text(encoding="utf-8").splitlines()[line - 1]
     except (OSError, IndexError):
         return line, col
-    if text[col - 1: col] in ("'", '"'):
+    if text[col - 1 : col] in ("'", '"'):
         col += 1
     return line, col + offset
 
@@ -283,7 +309,12 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
         for i, c in enumerate(conds):
             if isinstance(c, dict) and "expr" in c:
                 op = c.get("op")
-                check_expr(at + (name, i, "expr"), c["expr"], "bool" if op is None else "number" if op in _NUMBER_OPS else "any", src)
+                check_expr(
+                    at + (name, i, "expr"),
+                    c["expr"],
+                    "bool" if op is None else "number" if op in _NUMBER_OPS else "any",
+                    src,
+                )
                 continue
             if not isinstance(c, dict) or not check_field(at + (name, i, "field"), c.get("field"), src):
                 continue
@@ -324,8 +355,11 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
                 err(("value",), f"op {raw['op']!r} needs a numeric field and a number value")
     fn = raw.get("fn")
     if rtype in ("threshold", "change", "aggregate", "surge") and "expr" in raw:
-        numeric = rtype == "change" or (rtype == "threshold" and raw.get("op") in _NUMBER_OPS) or (
-            rtype in ("aggregate", "surge") and fn != "distinct")
+        numeric = (
+            rtype == "change"
+            or (rtype == "threshold" and raw.get("op") in _NUMBER_OPS)
+            or (rtype in ("aggregate", "surge") and fn != "distinct")
+        )
         check_expr(("expr",), raw["expr"], "number" if numeric else "any")
     if rtype in ("aggregate", "surge") and check_field(("field",), raw.get("field")):
         f = raw["field"]
@@ -338,8 +372,16 @@ def _semantic(raw: dict, src: Any, rp: tuple, pos: _Positions, fname: str, rule_
     return out
 
 
-def _common_checks(raw: dict, rtype: str | None, group_by: list, rp: tuple, pos: _Positions, fname: str,
-                   rule_pos: tuple, out: list[RuleError]) -> None:
+def _common_checks(
+    raw: dict,
+    rtype: str | None,
+    group_by: list,
+    rp: tuple,
+    pos: _Positions,
+    fname: str,
+    rule_pos: tuple,
+    out: list[RuleError],
+) -> None:
     """Breaker scope and message placeholders: for every rule type."""
 
     def err(path: tuple, msg: str) -> None:
@@ -392,9 +434,14 @@ def _syntax_error(text: str, exc: yaml.MarkedYAMLError, display: str) -> RuleErr
         opener = stack[-1] if stack else None
     if opener is not None and opener[0] < line:
         lines = text.splitlines()
-        char = lines[opener[0] - 1][opener[1] - 1] if opener[0] <= len(lines) and opener[1] <= len(lines[opener[0] - 1]) else "?"
-        return RuleError(display, *opener, f"YAML syntax: this {char!r} is never closed "
-                                           f"(at line {line}, column {col}: {problem})")
+        char = (
+            lines[opener[0] - 1][opener[1] - 1]
+            if opener[0] <= len(lines) and opener[1] <= len(lines[opener[0] - 1])
+            else "?"
+        )
+        return RuleError(
+            display, *opener, f"YAML syntax: this {char!r} is never closed (at line {line}, column {col}: {problem})"
+        )
     if "<block" in problem:
         problem += " (check the indentation of this line against the lines above)"
     elif "'\\t'" in problem:
@@ -405,8 +452,9 @@ def _syntax_error(text: str, exc: yaml.MarkedYAMLError, display: str) -> RuleErr
     return RuleError(display, line, col, f"YAML syntax: {problem}")
 
 
-def compose_file(path: Path, display: str, errors: list[RuleError], kind: str = "rule files",
-                 timestamps: bool = False) -> tuple[Any, _Positions, tuple[int, int]] | None:
+def compose_file(
+    path: Path, display: str, errors: list[RuleError], kind: str = "rule files", timestamps: bool = False
+) -> tuple[Any, _Positions, tuple[int, int]] | None:
     """Read and compose one YAML file into plain values, each key's and
     value's position recorded in the returned `_Positions` (path tuple ->
     (key (line, col), value (line, col))). Problems are appended to `errors`;
@@ -429,12 +477,26 @@ def compose_file(path: Path, display: str, errors: list[RuleError], kind: str = 
     except yaml.reader.ReaderError as exc:
         before = text[: exc.position]
         line, col = before.count("\n") + 1, len(before) - (before.rfind("\n") + 1) + 1
-        errors.append(RuleError(display, line, col, f"character U+{ord(exc.character) if isinstance(exc.character, str) else exc.character:04X} is not allowed in YAML"))
+        errors.append(
+            RuleError(
+                display,
+                line,
+                col,
+                f"character U+{ord(exc.character) if isinstance(exc.character, str) else exc.character:04X} is not allowed in YAML",
+            )
+        )
         return None
     try:
         node = loader.get_single_node()
     except yaml.reader.ReaderError as exc:
-        errors.append(RuleError(display, 1, 1, f"character U+{ord(exc.character) if isinstance(exc.character, str) else exc.character:04X} is not allowed in YAML"))
+        errors.append(
+            RuleError(
+                display,
+                1,
+                1,
+                f"character U+{ord(exc.character) if isinstance(exc.character, str) else exc.character:04X} is not allowed in YAML",
+            )
+        )
         return None
     except yaml.MarkedYAMLError as exc:
         errors.append(_syntax_error(text, exc, display))
@@ -477,7 +539,9 @@ def _placer(pos: _Positions, rp: tuple, rule_pos: tuple[int, int]) -> Place:
     return place
 
 
-def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[str, RuleCore | None, tuple[int, int], Place]]:
+def _load_file(
+    path: Path, display: str, errors: list[RuleError]
+) -> list[tuple[str, RuleCore | None, tuple[int, int], Place]]:
     file_errs: list[RuleError] = []
     composed = compose_file(path, display, file_errs)
     if composed is None:
@@ -516,7 +580,9 @@ def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[
                 msg = f"missing required key 'type' (one of {', '.join(RULE_TYPES)})"
             else:
                 near = difflib.get_close_matches(str(rtype), list(RULE_TYPES), n=1)
-                msg = f"unknown rule type {rtype!r}" + (f"; did you mean {near[0]!r}?" if near else f" (one of {', '.join(RULE_TYPES)})")
+                msg = f"unknown rule type {rtype!r}" + (
+                    f"; did you mean {near[0]!r}?" if near else f" (one of {', '.join(RULE_TYPES)})"
+                )
             errors.append(RuleError(display, *at, msg))
             continue
         cls = RULE_TYPES[rtype]
@@ -529,8 +595,14 @@ def _load_file(path: Path, display: str, errors: list[RuleError]) -> list[tuple[
         except ValidationError as exc:
             errs = exc.errors(include_url=False)
             # A misspelled key also shows up as a "missing" one: report it once.
-            typos = {(tuple(e["loc"][:-1]), m) for e in errs if e["type"] == "extra_forbidden"
-                     for m in difflib.get_close_matches(str(e["loc"][-1]), [str(x["loc"][-1]) for x in errs if x["type"] == "missing"], n=1, cutoff=0.6)}
+            typos = {
+                (tuple(e["loc"][:-1]), m)
+                for e in errs
+                if e["type"] == "extra_forbidden"
+                for m in difflib.get_close_matches(
+                    str(e["loc"][-1]), [str(x["loc"][-1]) for x in errs if x["type"] == "missing"], n=1, cutoff=0.6
+                )
+            }
             for e in errs:
                 if e["type"] == "missing" and (tuple(e["loc"][:-1]), str(e["loc"][-1])) in typos:
                     continue
@@ -565,19 +637,38 @@ def _across_rules(ruleset: RuleSet, places: dict[str, Place], ids: set[str]) -> 
                     if rid not in ids:  # a rule with errors of its own is reported there
                         out.append(RuleError(lr.file, *at, f"no rule {rid!r}" + did_you_mean(rid, sorted(rules))))
                 elif rules[rid].rule.mode == "shadow" and r.mode == "live":
-                    out.append(RuleError(lr.file, *at, f"{rid!r} is a shadow rule: its alerts are never inputs of a live rule"))
+                    out.append(
+                        RuleError(lr.file, *at, f"{rid!r} is a shadow rule: its alerts are never inputs of a live rule")
+                    )
         elif not inputs_of(r, [x.rule for x in ruleset.rules]):
-            out.append(RuleError(lr.file, *place(("rules", "tags")), f"no {'' if r.mode == 'shadow' else 'live '}rule carries "
-                                 f"the tags {r.rules.tags}"))
+            out.append(
+                RuleError(
+                    lr.file,
+                    *place(("rules", "tags")),
+                    f"no {'' if r.mode == 'shadow' else 'live '}rule carries the tags {r.rules.tags}",
+                )
+            )
         for rid in inputs_of(r, [x.rule for x in ruleset.rules]):
             missing = [g for g in r.group_by if g not in rules[rid].rule.group_by]
             if missing:
-                out.append(RuleError(lr.file, *place(("group_by",)), f"group_by {missing} is not in the alert groups of "
-                                     f"{rid!r} (group_by {rules[rid].rule.group_by})"))
+                out.append(
+                    RuleError(
+                        lr.file,
+                        *place(("group_by",)),
+                        f"group_by {missing} is not in the alert groups of "
+                        f"{rid!r} (group_by {rules[rid].rule.group_by})",
+                    )
+                )
     cycle = find_cycle([lr.rule for lr in ruleset.rules])
     if cycle:
         lr = rules[cycle[0]]
-        out.append(RuleError(lr.file, *places[cycle[0]](("rules",)), f"correlate rules read each other in a cycle: {' -> '.join(cycle)}"))
+        out.append(
+            RuleError(
+                lr.file,
+                *places[cycle[0]](("rules",)),
+                f"correlate rules read each other in a cycle: {' -> '.join(cycle)}",
+            )
+        )
     return out
 
 
@@ -603,7 +694,9 @@ def load_rules(directory: str | Path) -> RuleSet:
         display = str(f)
         for rid, rule, (line, col), place in _load_file(f, display, errors):
             if rid in first:
-                errors.append(RuleError(display, line, col, f"duplicate rule id {rid!r} (first defined at {first[rid]})"))
+                errors.append(
+                    RuleError(display, line, col, f"duplicate rule id {rid!r} (first defined at {first[rid]})")
+                )
                 continue
             first[rid] = f"{display}:{line}:{col}"
             ids.add(rid)

@@ -18,7 +18,10 @@ Op = Literal["==", "!=", "<", "<=", ">", ">=", "in", "not_in", "exists"]
 CompareOp = Literal["==", "!=", "<", "<=", ">", ">="]
 Scalar = Union[bool, int, float, str]
 DurationText = Annotated[
-    str, Field(pattern=r"^(\d+(ms|s|m|h|d))+$", description="A duration: 500ms, 30s, 10m, 2h, 1d, or compounds such as 1h30m")
+    str,
+    Field(
+        pattern=r"^(\d+(ms|s|m|h|d))+$", description="A duration: 500ms, 30s, 10m, 2h, 1d, or compounds such as 1h30m"
+    ),
 ]
 
 
@@ -39,7 +42,10 @@ class Condition(_Strict):
     added_keys: ClassVar[dict[str, Any]] = {"expr": None}
 
     field: str | None = Field(default=None, description="An event field, or attrs.NAME")
-    expr: str | None = Field(default=None, description="A CEL expression over the event: true/false alone, or a value compared with op and value")
+    expr: str | None = Field(
+        default=None,
+        description="A CEL expression over the event: true/false alone, or a value compared with op and value",
+    )
     op: Op | None = None
     value: Scalar | list[Scalar] | None = None
 
@@ -114,13 +120,16 @@ class RuleCore(_Strict):
         description="Once firing, the alert stays firing until its condition has been false for this long: no repeat alert for the same group while firing",
     )
     enabled: bool = True
-    mode: Literal["live", "shadow"] = Field(default="live", description="shadow: alerts go to the shadow topic, never breaker commands")
+    mode: Literal["live", "shadow"] = Field(
+        default="live", description="shadow: alerts go to the shadow topic, never breaker commands"
+    )
     owner: str | None = None
     runbook: str | None = None
     tags: list[str] = Field(default_factory=list)
     breaker: Breaker | None = None
     for_: DurationText = Field(
-        default="0s", alias="for",
+        default="0s",
+        alias="for",
         description="The condition must hold this long of event time before the alert fires (pending until then)",
     )
     resolved_message: str | None = Field(

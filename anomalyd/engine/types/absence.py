@@ -60,8 +60,16 @@ class AbsenceRunner(Runner):
         st[2] = None
         if key not in self.life.active and key not in self.life.pending:
             silent = (t - st[0]) // 1000
-            self.life.update(key, True, t, silent, self.window // 1000, [st[1]] if st[1] else [],
-                             {"silent_for": format_duration(t - st[0]), "last_seen": format_ts(st[0])}, out)
+            self.life.update(
+                key,
+                True,
+                t,
+                silent,
+                self.window // 1000,
+                [st[1]] if st[1] else [],
+                {"silent_for": format_duration(t - st[0]), "last_seen": format_ts(st[0])},
+                out,
+            )
 
 
 MODEL, RUNNER, DETAILS = AbsenceRule, AbsenceRunner, {"silent_for", "last_seen"}

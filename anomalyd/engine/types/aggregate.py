@@ -54,8 +54,9 @@ class AggregateRunner(WindowedRunner):
             n, fig = self.agg.count(st.tot), self.agg.figure(st.tot)
         holds = n >= self.min_count and fig is not None and self.op(fig, self.value)
         if holds or key in self.life.active or key in self.life.pending:
-            self.life.update(key, holds, now, fig, self.value, evidence or [],
-                             {"fn": self.fn, "aggregate": fig, "count": n}, out)
+            self.life.update(
+                key, holds, now, fig, self.value, evidence or [], {"fn": self.fn, "aggregate": fig, "count": n}, out
+            )
 
 
 MODEL, RUNNER, DETAILS = AggregateRule, AggregateRunner, {"fn", "aggregate", "count"}

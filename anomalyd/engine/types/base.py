@@ -14,8 +14,14 @@ from ..rules.model import RuleCore
 from ..state import INF, GroupStore, Timers, Wake
 from ..windows import EVIDENCE, Aggregator, WinState
 
-NUMERIC_OPS = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-               "==": operator.eq, "!=": operator.ne}
+NUMERIC_OPS = {
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 
 def aggregated(fn: str, v: Any) -> Any:
@@ -277,4 +283,15 @@ class WindowedRunner(Runner):
         self.judge(key, st, t, None, out)
 
 
-__all__ = ["aggregated", "EngineConfig", "Runner", "WindowedRunner", "WinState", "NUMERIC_OPS", "INF", "_SKIP", "EVIDENCE", "NO_VALUE"]
+__all__ = [
+    "aggregated",
+    "EngineConfig",
+    "Runner",
+    "WindowedRunner",
+    "WinState",
+    "NUMERIC_OPS",
+    "INF",
+    "_SKIP",
+    "EVIDENCE",
+    "NO_VALUE",
+]

@@ -110,8 +110,16 @@ class ChangeRunner(Runner):
         if holds or key in self.life.active or key in self.life.pending:  # evidence and details only when it matters
             evidence = [prev[1], ev.event_id] if prev is not None else [ev.event_id]
             bound = base * (1 + pct / 100) if change > 0 else base * (1 - pct / 100)
-            self.life.update(key, holds, now, v, bound, evidence,
-                             {"baseline": base, "change_pct": round(change, 2), "event_id": ev.event_id}, out)
+            self.life.update(
+                key,
+                holds,
+                now,
+                v,
+                bound,
+                evidence,
+                {"baseline": base, "change_pct": round(change, 2), "event_id": ev.event_id},
+                out,
+            )
 
 
 MODEL, RUNNER, DETAILS = ChangeRule, ChangeRunner, {"baseline", "change_pct", "event_id"}

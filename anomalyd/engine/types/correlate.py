@@ -31,7 +31,8 @@ class CorrelateRule(RuleCore):
     type: Literal["correlate"]
     rules: list[str] | Tagged = Field(description="The input rules: their ids, or {tags: [...]}")
     count: Literal["groups", "rules"] = Field(
-        default="groups", description="groups: firing (rule, group) pairs; rules: distinct rules firing")
+        default="groups", description="groups: firing (rule, group) pairs; rules: distinct rules firing"
+    )
     op: CompareOp
     value: int = Field(ge=0)
 
@@ -50,7 +51,9 @@ def inputs_of(rule: CorrelateRule, rules: Iterable[Any]) -> list[str]:
         by_id = {r.id: r for r in rules}
         return [i for i in rule.rules if i in by_id and (rule.mode == "shadow" or by_id[i].mode == "live")]
     want = set(rule.rules.tags)
-    return [r.id for r in rules if r.id != rule.id and want & set(r.tags) and (rule.mode == "shadow" or r.mode == "live")]
+    return [
+        r.id for r in rules if r.id != rule.id and want & set(r.tags) and (rule.mode == "shadow" or r.mode == "live")
+    ]
 
 
 def with_inputs(chosen: list[Any], rules: list[Any]) -> list[Any]:
@@ -75,7 +78,7 @@ def find_cycle(rules: Iterable[Any]) -> list[str] | None:
 
     def visit(rid: str, path: list[str]) -> list[str] | None:
         if rid in path:
-            return path[path.index(rid):] + [rid]
+            return path[path.index(rid) :] + [rid]
         if rid in done or rid not in edges:
             return None
         for nxt in edges[rid]:

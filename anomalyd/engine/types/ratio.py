@@ -24,7 +24,9 @@ class RatioRule(RuleBase):
 
 
 class RatioRunner(WindowedRunner):
-    RESOLVED = "{rule_id} resolved{where}: {numerator} of {denominator} in {window} ({value}), no longer {op} {threshold}"
+    RESOLVED = (
+        "{rule_id} resolved{where}: {numerator} of {denominator} in {window} ({value}), no longer {op} {threshold}"
+    )
     hit = bool
 
     def __init__(self, rule, config, wake=None):
@@ -43,8 +45,16 @@ class RatioRunner(WindowedRunner):
         ratio = num / den if den else 0.0
         holds = den >= self.min_count and self.op(ratio, self.value)
         if holds or key in self.life.active or key in self.life.pending:
-            self.life.update(key, holds, now, round(ratio, 6), self.value, evidence or [],
-                             {"numerator": num, "denominator": den}, out)
+            self.life.update(
+                key,
+                holds,
+                now,
+                round(ratio, 6),
+                self.value,
+                evidence or [],
+                {"numerator": num, "denominator": den},
+                out,
+            )
 
 
 MODEL, RUNNER, DETAILS = RatioRule, RatioRunner, {"numerator", "denominator"}

@@ -31,6 +31,10 @@ Kind = Literal["matched", "mismatched", "missed"]
 MATCHED, MISMATCHED, MISSED = range(3)  # Outcomes.KINDS' order
 
 
+def _missed_only() -> list[Kind]:
+    return ["missed"]
+
+
 class Side(_Strict):
     """One end of a sequence: which events, and the field that pairs them."""
 
@@ -42,10 +46,13 @@ class Side(_Strict):
 class Match(_Strict):
     """Reconciliation: a value of the first event against one of the then event."""
 
-    first: str = Field(description="A CEL expression over the first event (a field name is one), e.g. unit_price * quantity")
+    first: str = Field(
+        description="A CEL expression over the first event (a field name is one), e.g. unit_price * quantity"
+    )
     then: str = Field(description="A CEL expression over the then event, e.g. amount")
     tolerance: str | float | int = Field(
-        default=0, description="How far apart they may be: a number, or a percentage of the first value such as '1%'")
+        default=0, description="How far apart they may be: a number, or a percentage of the first value such as '1%'"
+    )
 
     @field_validator("tolerance")
     @classmethod
@@ -65,8 +72,9 @@ class SequenceRule(RuleCore):
     then: Side
     within: DurationText = Field(description="The then event must come before first.ts + within")
     match: Match | None = None
-    outcome: list[Kind] = Field(default_factory=lambda: ["missed"], min_length=1,  # type: ignore[arg-type]
-                                description="Which outcomes are counted (default [missed])")
+    outcome: list[Kind] = Field(
+        default_factory=_missed_only, min_length=1, description="Which outcomes are counted (default [missed])"
+    )
     window: DurationText = Field(description="Outcomes are counted in a sliding window of event time")
     op: CompareOp
     value: int = Field(ge=0)
@@ -171,8 +179,10 @@ class SequenceRunner(WindowedRunner):
         return {first: self.on_first, then: self.on_then}
 
     def index(self, source: str) -> tuple[str, frozenset] | None:
-        first, then = (index_of(side.where, source) if side.source == source else None
-                       for side in (self.rule.first, self.rule.then))
+        first, then = (
+            index_of(side.where, source) if side.source == source else None
+            for side in (self.rule.first, self.rule.then)
+        )
         if self.rule.first.source != self.rule.then.source:
             return first or then
         if first and then and first[0] == then[0]:  # one source, both ends: either end's values
@@ -264,8 +274,16 @@ class SequenceRunner(WindowedRunner):
         n = sum(c[i] for i in self.counted)
         holds = self.op(n, self.value)
         if holds or key in self.life.active or key in self.life.pending:
-            self.life.update(key, holds, now, n, self.value, evidence or [],
-                             {"count": n, "matched": c[0], "mismatched": c[1], "missed": c[2]}, out)
+            self.life.update(
+                key,
+                holds,
+                now,
+                n,
+                self.value,
+                evidence or [],
+                {"count": n, "matched": c[0], "mismatched": c[1], "missed": c[2]},
+                out,
+            )
 
     # -- state ----------------------------------------------------------------
     def groups(self) -> int:
@@ -275,8 +293,12 @@ class SequenceRunner(WindowedRunner):
         return self.store.evicted + self.open.evicted
 
     def dump_state(self) -> Any:
-        return {"open": [(k, list(v)) for k, v in self.open.items()], "open_evicted": self.open.evicted,
-                "deadlines": self.deadlines.dump(), "outcomes": list(self.outcomes)}
+        return {
+            "open": [(k, list(v)) for k, v in self.open.items()],
+            "open_evicted": self.open.evicted,
+            "deadlines": self.deadlines.dump(),
+            "outcomes": list(self.outcomes),
+        }
 
     def load_state(self, data: Any) -> None:
         self.open.load([(k, tuple(v)) for k, v in data["open"]])

@@ -21,16 +21,24 @@ _EMPTY_IS_ZERO = {"count", "sum", "distinct"}  # an empty window's figure; avg/m
 class SurgeRule(ValueRule):
     value_required: ClassVar[bool] = False
     added_keys: ClassVar[dict[str, Any]] = {
-        **ValueRule.added_keys, "fn": "count", "direction": "up", "baseline": "previous", "offset": None,
+        **ValueRule.added_keys,
+        "fn": "count",
+        "direction": "up",
+        "baseline": "previous",
+        "offset": None,
     }
 
     type: Literal["surge"]
     window: DurationText
     pct: float = Field(gt=0, description="The change that fires, in percent of the baseline")
-    min_count: int = Field(default=1, ge=1, description="Events needed in the current window (up) or the baseline window (down)")
+    min_count: int = Field(
+        default=1, ge=1, description="Events needed in the current window (up) or the baseline window (down)"
+    )
     fn: Fn = Field(default="count", description="The aggregate compared: count of events, or a function of field/expr")
     direction: Literal["up", "down", "both"] = "up"
-    baseline: Literal["previous", "offset"] = Field(default="previous", description="previous: the window just before; offset: the same window `offset` ago")
+    baseline: Literal["previous", "offset"] = Field(
+        default="previous", description="previous: the window just before; offset: the same window `offset` ago"
+    )
     offset: DurationText | None = Field(default=None, description="With baseline: offset, e.g. 1d or 7d")
 
     @model_validator(mode="after")
@@ -43,7 +51,9 @@ class SurgeRule(ValueRule):
             if self.offset is None:
                 raise ValueError("baseline 'offset' needs an offset, e.g. offset: 7d")
             if self.fn == "distinct":
-                raise ValueError("fn distinct cannot use baseline 'offset': its history keeps no value sets (bounded state); use baseline 'previous'")
+                raise ValueError(
+                    "fn distinct cannot use baseline 'offset': its history keeps no value sets (bounded state); use baseline 'previous'"
+                )
         elif self.offset is not None:
             raise ValueError("offset goes with baseline: offset")
         return self

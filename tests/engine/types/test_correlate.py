@@ -13,21 +13,51 @@ S = 1000
 
 
 def failed(ts: int, method: str, code: str) -> str:
-    return line("payments", ts, payment_id="P", order_id="O", amount=10, status="failed", method=method,
-                error_code=code, merchant_id="M")
+    return line(
+        "payments",
+        ts,
+        payment_id="P",
+        order_id="O",
+        amount=10,
+        status="failed",
+        method=method,
+        error_code=code,
+        merchant_id="M",
+    )
 
 
-BURST = dict(type="count", id="burst", source="payments", where=[{"field": "status", "op": "==", "value": "failed"}],
-             group_by=["method", "error_code"], window="5m", op=">=", value=2, tags=["payments"])
-INCIDENT = dict(type="correlate", id="incident", rules=["burst"], group_by=["method"], count="groups", op=">=", value=3,
-                severity="P0", breaker={"action": "freeze_channel", "scope": ["method"], "ttl": "10m"})
+BURST = dict(
+    type="count",
+    id="burst",
+    source="payments",
+    where=[{"field": "status", "op": "==", "value": "failed"}],
+    group_by=["method", "error_code"],
+    window="5m",
+    op=">=",
+    value=2,
+    tags=["payments"],
+)
+INCIDENT = dict(
+    type="correlate",
+    id="incident",
+    rules=["burst"],
+    group_by=["method"],
+    count="groups",
+    op=">=",
+    value=3,
+    severity="P0",
+    breaker={"action": "freeze_channel", "scope": ["method"], "ttl": "10m"},
+)
 
 
 def test_error_codes_bursting_on_one_method_become_one_incident_with_a_breaker():
     lines = []
     for i, code in enumerate(["E1", "E2", "E3"]):
         lines += [failed(T0 + i * MIN, "alipay", code), failed(T0 + i * MIN + S, "alipay", code)]
-    lines += [failed(T0 + 3 * MIN, "card", "E1"), failed(T0 + 3 * MIN + S, "card", "E1")]  # one code on card: no incident
+    lines += [
+        failed(T0 + 3 * MIN, "card", "E1"),
+        failed(T0 + 3 * MIN + S, "card", "E1"),
+    ]  # one code on card: no incident
     lines.append(failed(T0 + 20 * MIN, "other", "X"))  # the bursts age out
     out = run([rule(**BURST), rule(**INCIDENT)], lines)
     inc = [a for a in alerts(out) if a[0] == "incident"]
@@ -35,10 +65,15 @@ def test_error_codes_bursting_on_one_method_become_one_incident_with_a_breaker()
     assert inc == [("incident", "firing", "alipay", 121), ("incident", "resolved", "alipay", 5 * 60)]
     fired = next(v for t, _, v in out if t == "alerts" and v["rule_id"] == "incident")
     assert fired["severity"] == "P0" and fired["source"] == "alerts" and fired["value"] == 3
-    assert fired["details"]["alerts"] == "burst (method=alipay, error_code=E1); burst (method=alipay, error_code=E2); " \
-                                        "burst (method=alipay, error_code=E3)"
-    burst_ids = [v["alert_id"] for t, _, v in out if t == "alerts" and v["rule_id"] == "burst" and v["status"] == "firing"
-                 and v["group"]["method"] == "alipay"]
+    assert (
+        fired["details"]["alerts"] == "burst (method=alipay, error_code=E1); burst (method=alipay, error_code=E2); "
+        "burst (method=alipay, error_code=E3)"
+    )
+    burst_ids = [
+        v["alert_id"]
+        for t, _, v in out
+        if t == "alerts" and v["rule_id"] == "burst" and v["status"] == "firing" and v["group"]["method"] == "alipay"
+    ]
     assert sorted(fired["evidence"]) == sorted(burst_ids)
     assert commands(out) == [("open", "alipay"), ("close", "alipay")]
 
@@ -46,14 +81,23 @@ def test_error_codes_bursting_on_one_method_become_one_incident_with_a_breaker()
 def test_count_rules_needs_distinct_rules_firing_in_the_group():
     neg = dict(type="threshold", id="neg", source="inventory", field="available", op="<", value=0, group_by=["sku"])
     surge = dict(type="count", id="complaints", source="complaints", group_by=["sku"], window="10m", op=">=", value=2)
-    double = dict(type="correlate", id="double", rules=["complaints", "neg"], group_by=["sku"], count="rules",
-                  op=">=", value=2)
-    lines = [inv(T0, "A", -5), inv(T0 + S, "B", -1),
-             cmp(T0 + 2 * S, "A"), cmp(T0 + 3 * S, "A"),   # complaints on A too: double trouble on A only
-             cmp(T0 + 4 * S, "C"), cmp(T0 + 5 * S, "C"),
-             inv(T0 + 6 * S, "A", 10)]                     # stock back: resolves
+    double = dict(
+        type="correlate", id="double", rules=["complaints", "neg"], group_by=["sku"], count="rules", op=">=", value=2
+    )
+    lines = [
+        inv(T0, "A", -5),
+        inv(T0 + S, "B", -1),
+        cmp(T0 + 2 * S, "A"),
+        cmp(T0 + 3 * S, "A"),  # complaints on A too: double trouble on A only
+        cmp(T0 + 4 * S, "C"),
+        cmp(T0 + 5 * S, "C"),
+        inv(T0 + 6 * S, "A", 10),
+    ]  # stock back: resolves
     out = run([rule(**neg), rule(**surge), rule(**double)], lines)
-    assert [a for a in alerts(out) if a[0] == "double"] == [("double", "firing", "A", 3), ("double", "resolved", "A", 6)]
+    assert [a for a in alerts(out) if a[0] == "double"] == [
+        ("double", "firing", "A", 3),
+        ("double", "resolved", "A", 6),
+    ]
 
 
 def test_correlate_over_correlate_and_by_tags():
@@ -84,7 +128,10 @@ def test_restore_at_any_point_keeps_the_correlate_state():
     lines = []
     for i in range(40):
         t = T0 + i * 20 * S
-        lines += [failed(t, ["alipay", "card"][i % 2], f"E{i % 6}"), failed(t + S, ["alipay", "card"][i % 2], f"E{i % 6}")]
+        lines += [
+            failed(t, ["alipay", "card"][i % 2], f"E{i % 6}"),
+            failed(t + S, ["alipay", "card"][i % 2], f"E{i % 6}"),
+        ]
     rules = [rule(**BURST), rule(**INCIDENT)]
     whole = run(rules, lines)
     assert any(v["rule_id"] == "incident" for t, _, v in whole if t == "alerts")

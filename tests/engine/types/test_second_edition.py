@@ -15,8 +15,16 @@ S = 1000
 
 
 def o(ts: int, sku: str = "S", unit_price=10, quantity=1, **kw):
-    return line("orders", ts, order_id=kw.pop("order_id", "O"), sku=sku, quantity=quantity, unit_price=unit_price,
-                status=kw.pop("status", "created"), **kw)
+    return line(
+        "orders",
+        ts,
+        order_id=kw.pop("order_id", "O"),
+        sku=sku,
+        quantity=quantity,
+        unit_price=unit_price,
+        status=kw.pop("status", "created"),
+        **kw,
+    )
 
 
 def values(outs):
@@ -25,15 +33,21 @@ def values(outs):
 
 # -- expressions ---------------------------------------------------------------
 
-FLOOR = dict(type="threshold", source="orders", expr="attrs.floor_price - unit_price", op=">", value=0,
-             group_by=["sku"], where=[{"expr": "size(promo_codes) >= 2"},
-                                      {"expr": "unit_price * quantity", "op": ">", "value": 100}])
+FLOOR = dict(
+    type="threshold",
+    source="orders",
+    expr="attrs.floor_price - unit_price",
+    op=">",
+    value=0,
+    group_by=["sku"],
+    where=[{"expr": "size(promo_codes) >= 2"}, {"expr": "unit_price * quantity", "op": ">", "value": 100}],
+)
 
 
 def test_price_below_floor_mixes_ints_and_floats_and_filters_with_expressions():
     lines = [
-        o(T0, unit_price=80.5, quantity=2, promo_codes=["A", "B"], attrs={"floor_price": 100}),   # fires: 19.5
-        o(T0 + S, unit_price=80.5, quantity=2, promo_codes=["A"], attrs={"floor_price": 100}),    # one code: filtered
+        o(T0, unit_price=80.5, quantity=2, promo_codes=["A", "B"], attrs={"floor_price": 100}),  # fires: 19.5
+        o(T0 + S, unit_price=80.5, quantity=2, promo_codes=["A"], attrs={"floor_price": 100}),  # one code: filtered
         o(T0 + 2 * S, unit_price=40, quantity=2, promo_codes=["A", "B"], attrs={"floor_price": 100}),  # 80 <= 100
         o(T0 + 3 * S, unit_price=120, quantity=1, promo_codes=["A", "B"], attrs={"floor_price": 100}),  # resolves
     ]
@@ -77,7 +91,9 @@ def test_expression_load_errors_point_into_the_expression(tmp_path):
     with pytest.raises(RuleLoadError) as exc:
         load_rules(tmp_path)
     text = [str(e) for e in exc.value.errors]
-    assert any(t.startswith(f"{tmp_path}/r.yaml:5:12: expr:") and "unit_prize" in t and "unit_price" in t for t in text), text
+    assert any(
+        t.startswith(f"{tmp_path}/r.yaml:5:12: expr:") and "unit_prize" in t and "unit_price" in t for t in text
+    ), text
     assert any(t.startswith(f"{tmp_path}/r.yaml:9:") for t in text), text
     assert any(t.startswith(f"{tmp_path}/r.yaml:10:") for t in text), text
     assert any(t.startswith(f"{tmp_path}/r.yaml:11:") and "true or false" in t for t in text), text
@@ -86,8 +102,15 @@ def test_expression_load_errors_point_into_the_expression(tmp_path):
 
 # -- for -------------------------------------------------------------------------
 
-NEG = dict(type="threshold", source="inventory", field="available", op="<", value=0, group_by=["sku"],
-           breaker={"action": "pause_sales", "scope": ["sku"], "ttl": "30m"})
+NEG = dict(
+    type="threshold",
+    source="inventory",
+    field="available",
+    op="<",
+    value=0,
+    group_by=["sku"],
+    breaker={"action": "pause_sales", "scope": ["sku"], "ttl": "30m"},
+)
 
 
 def test_for_fires_at_the_scheduled_moment_with_started_at_when_it_became_true():
@@ -107,14 +130,24 @@ def test_for_an_evaluation_that_finds_it_false_ends_the_pending_episode_without_
 
 
 def test_for_on_a_windowed_rule_uses_its_scheduled_moments():
-    count = dict(type="count", source="payments", window="10m", op=">=", value=2, group_by=["merchant_id"],
-                 where=[{"field": "status", "op": "==", "value": "failed"}])
+    count = dict(
+        type="count",
+        source="payments",
+        window="10m",
+        op=">=",
+        value=2,
+        group_by=["merchant_id"],
+        where=[{"field": "status", "op": "==", "value": "failed"}],
+    )
     # Two failures at 0 and 1m hold from 1m; the first ages out at 10m (a
     # scheduled moment), before `for: 10m` has elapsed: nothing fires.
     lines = [pay(T0, "failed", merchant_id="M"), pay(T0 + MIN, "failed", merchant_id="M")]
     lines += [pay(T0 + i * MIN, "succeeded", merchant_id="X") for i in range(2, 25)]
     assert alerts(run([rule(**count, **{"for": "10m"})], lines)) == []
-    assert alerts(run([rule(**count, **{"for": "5m"})], lines)) == [("r", "firing", "M", 360), ("r", "resolved", "M", 600)]
+    assert alerts(run([rule(**count, **{"for": "5m"})], lines)) == [
+        ("r", "firing", "M", 360),
+        ("r", "resolved", "M", 600),
+    ]
 
 
 def test_for_on_absence_fires_after_the_silence_and_the_extra_wait():
@@ -126,14 +159,21 @@ def test_for_on_absence_fires_after_the_silence_and_the_extra_wait():
 
 # -- aggregate ----------------------------------------------------------------------
 
+
 def agg(fn, **kw):
     base = dict(type="aggregate", source="payments", fn=fn, field="amount", window="10m", group_by=["merchant_id"])
     return rule(**{**base, **kw})
 
 
-@pytest.mark.parametrize("fn,op,value,expect", [
-    ("sum", ">", 250, 300), ("avg", ">", 90, 100), ("max", ">=", 150, 150), ("min", "<", 60, 50),
-])
+@pytest.mark.parametrize(
+    "fn,op,value,expect",
+    [
+        ("sum", ">", 250, 300),
+        ("avg", ">", 90, 100),
+        ("max", ">=", 150, 150),
+        ("min", "<", 60, 50),
+    ],
+)
 def test_aggregate_functions_over_the_sliding_window(fn, op, value, expect):
     lines = [pay(T0 + i * MIN, amount=a, merchant_id="M") for i, a in enumerate([100, 50, 150])]
     lines += [pay(T0 + i * MIN, merchant_id="X") for i in range(3, 20)]  # time moves on: the window empties
@@ -144,9 +184,18 @@ def test_aggregate_functions_over_the_sliding_window(fn, op, value, expect):
 
 
 def test_aggregate_min_count_and_distinct_customers_per_coupon():
-    coupon = dict(type="aggregate", source="orders", fn="distinct", field="customer_id", window="10m",
-                  group_by=["attrs.coupon"], op=">=", value=3, min_count=4,
-                  message="{aggregate} customers in {count} orders")
+    coupon = dict(
+        type="aggregate",
+        source="orders",
+        fn="distinct",
+        field="customer_id",
+        window="10m",
+        group_by=["attrs.coupon"],
+        op=">=",
+        value=3,
+        min_count=4,
+        message="{aggregate} customers in {count} orders",
+    )
     lines = [o(T0 + i * S, customer_id=c, attrs={"coupon": "C1"}) for i, c in enumerate(["a", "b", "c"])]
     assert run([rule(**coupon)], lines) == []  # 3 distinct, but only 3 orders < min_count
     lines.append(o(T0 + 5 * S, customer_id="a", attrs={"coupon": "C1"}))
@@ -170,19 +219,37 @@ def test_distinct_state_is_capped_and_counted(monkeypatch):
 
 # -- surge, extended -------------------------------------------------------------------
 
+
 def test_surge_down_on_summed_takings_window_over_window():
-    drop = dict(type="surge", source="payments", fn="sum", field="amount", window="10m", pct=50, direction="down",
-                min_count=3, where=[{"field": "status", "op": "==", "value": "succeeded"}])
-    lines = [pay(T0 + i * MIN, amount=100) for i in range(20)]            # 1000 per 10m
-    lines += [pay(T0 + (20 + i) * MIN, amount=30) for i in range(20)]     # 300 per 10m
+    drop = dict(
+        type="surge",
+        source="payments",
+        fn="sum",
+        field="amount",
+        window="10m",
+        pct=50,
+        direction="down",
+        min_count=3,
+        where=[{"field": "status", "op": "==", "value": "succeeded"}],
+    )
+    lines = [pay(T0 + i * MIN, amount=100) for i in range(20)]  # 1000 per 10m
+    lines += [pay(T0 + (20 + i) * MIN, amount=30) for i in range(20)]  # 300 per 10m
     got = [(v["status"], v["details"]["previous"]) for t, _, v in run([rule(**drop)], lines) if t == "alerts"]
     assert got and got[0][0] == "firing"
 
 
 def test_surge_offset_baseline_compares_with_the_same_window_a_day_ago():
     day = 24 * 60 * MIN
-    base = dict(type="surge", source="complaints", window="10m", pct=50, min_count=5, group_by=["sku"],
-                baseline="offset", offset="1d")
+    base = dict(
+        type="surge",
+        source="complaints",
+        window="10m",
+        pct=50,
+        min_count=5,
+        group_by=["sku"],
+        baseline="offset",
+        offset="1d",
+    )
     # Every day a peak of 10 complaints around T0 + 12h: not an anomaly the second day; 30 on the third is.
     lines = []
     for d, n in ((0, 10), (1, 10), (2, 30)):
@@ -210,10 +277,20 @@ def test_surge_keys_that_do_not_fit_are_load_errors():
     with pytest.raises(ValueError, match="needs a field"):
         rule(type="surge", source="payments", window="5m", pct=50, fn="sum")
     with pytest.raises(ValueError, match="distinct cannot use"):
-        rule(type="surge", source="orders", window="5m", pct=50, fn="distinct", field="sku", baseline="offset", offset="1d")
+        rule(
+            type="surge",
+            source="orders",
+            window="5m",
+            pct=50,
+            fn="distinct",
+            field="sku",
+            baseline="offset",
+            offset="1d",
+        )
 
 
 # -- resolved_message ------------------------------------------------------------------
+
 
 def test_resolved_records_have_their_own_wording():
     r = rule(**NEG, message="SKU {sku}: stock {value}", resolved_message="SKU {sku}: stock back to {value}")
@@ -225,12 +302,22 @@ def test_resolved_records_have_their_own_wording():
 
 # -- restart from a snapshot at any point ---------------------------------------------
 
+
 def _stream():
     lines = []
     for i in range(60):
         t = T0 + i * 20 * S
-        lines.append(o(t, sku="S1" if i % 3 else "S2", unit_price=80.5 if i % 7 == 0 else 120, quantity=2,
-                       promo_codes=["A", "B"], customer_id=f"c{i % 5}", attrs={"floor_price": 100, "coupon": "K"}))
+        lines.append(
+            o(
+                t,
+                sku="S1" if i % 3 else "S2",
+                unit_price=80.5 if i % 7 == 0 else 120,
+                quantity=2,
+                promo_codes=["A", "B"],
+                customer_id=f"c{i % 5}",
+                attrs={"floor_price": 100, "coupon": "K"},
+            )
+        )
         lines.append(pay(t + S, "succeeded" if i % 4 else "failed", amount=100 if i < 30 else 20, merchant_id="M"))
         lines.append(inv(t + 2 * S, "S1", -1 if 20 <= i < 30 else 5))
         lines.append(cmp(t + 3 * S, "S1"))
@@ -240,12 +327,39 @@ def _stream():
 RULES = [
     dict(FLOOR, id="floor"),
     dict(NEG, id="neg", **{"for": "1m"}),
-    dict(type="aggregate", id="coupon", source="orders", fn="distinct", field="customer_id", window="5m",
-         group_by=["attrs.coupon"], op=">=", value=4, **{"for": "30s"}),
-    dict(type="surge", id="takings", source="payments", fn="sum", field="amount", window="5m", pct=40,
-         direction="down", where=[{"expr": "status == 'succeeded'"}]),
-    dict(type="surge", id="offset", source="complaints", window="2m", pct=10, baseline="offset", offset="5m",
-         direction="both"),
+    dict(
+        type="aggregate",
+        id="coupon",
+        source="orders",
+        fn="distinct",
+        field="customer_id",
+        window="5m",
+        group_by=["attrs.coupon"],
+        op=">=",
+        value=4,
+        **{"for": "30s"},
+    ),
+    dict(
+        type="surge",
+        id="takings",
+        source="payments",
+        fn="sum",
+        field="amount",
+        window="5m",
+        pct=40,
+        direction="down",
+        where=[{"expr": "status == 'succeeded'"}],
+    ),
+    dict(
+        type="surge",
+        id="offset",
+        source="complaints",
+        window="2m",
+        pct=10,
+        baseline="offset",
+        offset="5m",
+        direction="both",
+    ),
 ]
 
 
