@@ -150,3 +150,11 @@ def test_breaker_scope_must_be_grouped_and_templates_checked(tmp_path):
 def test_the_shipped_rules_load():
     rs = load_rules("rules")
     assert len(rs.rules) == 15
+
+
+def test_a_file_whose_rules_are_all_commented_out_loads_as_no_rules(tmp_path):
+    (tmp_path / "a.yaml").write_text("rules:\n  # - id: old-rule\n  #   source: orders\n")
+    (tmp_path / "b.yaml").write_text("rules:\n  - {id: r, source: orders, type: absence, window: 5m}\n")
+    assert errors(tmp_path, **{"c.yaml": "rules: 5\n"}) == ["c.yaml:1:8: 'rules' must be a list of rules"]
+    (tmp_path / "c.yaml").unlink()
+    assert [lr.rule.id for lr in load_rules(tmp_path).rules] == ["r"]

@@ -563,6 +563,8 @@ def _load_file(
     if "rules" not in doc:
         errors.append(RuleError(display, *top, "missing top-level 'rules:' list"))
         return []
+    if doc["rules"] is None:  # `rules:` with every rule commented out: a file of no rules
+        return []
     if not isinstance(doc["rules"], list):
         errors.append(RuleError(display, *pos[("rules",)][1], "'rules' must be a list of rules"))
         return []
