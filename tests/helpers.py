@@ -51,6 +51,18 @@ def run(rules: list, lines: list[str], **config: Any) -> list[tuple[str, str, di
     return out
 
 
+def restored_run(make_rules, lines: list[str], cut: int) -> list:
+    """The outputs of `lines` when the engine stops after `cut` of them and a
+    fresh engine of `make_rules()` goes on from its snapshot."""
+    from anomalyd.engine import snapshot
+
+    eng = Engine(make_rules())
+    out = [x for ln in lines[:cut] for x in eng.process_line(ln)]
+    eng2 = Engine(make_rules())
+    snapshot.load(eng2, snapshot.dump(eng))
+    return out + [x for ln in lines[cut:] for x in eng2.process_line(ln)]
+
+
 def alerts(outs: list) -> list[tuple]:
     """(rule_id, status, group values..., ts offset in seconds) for terse asserts."""
     from anomalyd.engine.timeutil import parse_ts

@@ -98,6 +98,7 @@ from ..engine.rules.loader import RuleSet, load_rules
 from ..engine.rules.model import RuleCore
 from ..engine.timeutil import format_ts, parse_ts
 from ..engine.types import EngineConfig
+from ..engine.types.sequence import SequenceRunner
 
 REPORT_VERSION = 1
 HOUR_MS = 3_600_000
@@ -421,9 +422,9 @@ class Backtest:
                 "noisiest": rr.noisiest(last),
                 "score": rr.score,
             }
-            outcomes = getattr(run.engine.runners.get(rid), "outcomes", None)
-            if outcomes is not None:  # a sequence: how its expectations ended
-                out[rid]["outcomes"] = dict(zip(("matched", "mismatched", "missed"), outcomes, strict=True))
+            runner = run.engine.runners.get(rid)
+            if isinstance(runner, SequenceRunner):  # how its expectations ended
+                out[rid]["outcomes"] = runner.outcome_counts()
         return out
 
     def run_dict(self, run: Run) -> dict:

@@ -80,11 +80,7 @@ def figures(eng: Engine) -> dict:
         "alerts_evicted": {rid: r.life.evicted for rid, r in eng.runners.items()},
         "expr_errors": {rid: r.expr_errors() for rid, r in eng.runners.items()},
         "distinct_capped": {rid: r.capped() for rid, r in eng.runners.items() if hasattr(r, "capped")},
-        "outcomes": {
-            rid: dict(zip(("matched", "mismatched", "missed"), r.outcomes, strict=True))
-            for rid, r in eng.runners.items()
-            if hasattr(r, "outcomes")
-        },
+        "outcomes": {rid: r.outcome_counts() for rid, r in eng.runners.items() if hasattr(r, "outcome_counts")},
     }
 
 

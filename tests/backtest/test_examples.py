@@ -11,23 +11,23 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_make_examples_reproduces_the_committed_table_and_the_readme_shows_it(tmp_path):
+def _script(name: str, out: Path, **env: str) -> None:
+    """Run docs/NAME with its outputs written under `out`."""
     env = {
         **os.environ,
-        "OUT": str(tmp_path),
-        "SKIP_SCREENSHOT": "1",
+        "OUT": str(out),
         "ANOMALYD": str(Path(sys.executable).parent / "anomalyd"),
         "PYTHON": sys.executable,
+        **env,
     }
     p = subprocess.run(
-        ["bash", str(REPO / "docs" / "make_examples.sh")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+        ["bash", str(REPO / "docs" / name)], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
     assert p.returncode == 0, p.stderr
+
+
+def test_make_examples_reproduces_the_committed_table_and_the_readme_shows_it(tmp_path):
+    _script("make_examples.sh", tmp_path, SKIP_SCREENSHOT="1")
     made = (tmp_path / "examples" / "backtest.txt").read_text()
     committed = (REPO / "docs" / "examples" / "backtest.txt").read_text()
     assert made == committed, "docs/examples/backtest.txt is stale: run docs/make_examples.sh"
@@ -41,21 +41,7 @@ def test_make_examples_reproduces_the_committed_table_and_the_readme_shows_it(tm
 
 
 def test_make_rule_examples_reproduces_the_readme_output(tmp_path):
-    env = {
-        **os.environ,
-        "OUT": str(tmp_path),
-        "ANOMALYD": str(Path(sys.executable).parent / "anomalyd"),
-        "PYTHON": sys.executable,
-    }
-    p = subprocess.run(
-        ["bash", str(REPO / "docs" / "make_rule_examples.sh")],
-        cwd=REPO,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert p.returncode == 0, p.stderr
+    _script("make_rule_examples.sh", tmp_path)
     readme = (REPO / "README.md").read_text()
     for name, rules in (
         ("second-edition", ["price-below-floor", "refund-spike", "coupon-abuse"]),

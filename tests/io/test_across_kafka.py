@@ -13,8 +13,8 @@ from anomalyd.engine.engine import Engine
 from anomalyd.engine.rules.loader import load_rules
 from anomalyd.simulate import generate
 from tests.io.service import Service
-from tests.io.test_scaleout import ids, sharded, two_workers, wait_outputs
-from tests.io.test_worker import produce_lines, replay
+from tests.io.test_scaleout import ids, one_worker, sharded, two_workers, wait_outputs
+from tests.io.test_worker import replay
 
 pytestmark = pytest.mark.kafka
 
@@ -58,16 +58,9 @@ def stream():
 
 def test_sequence_and_correlate_through_kafka_equal_replay(broker, tmp_path, stream):
     lines, ref = stream
-    svc = Service(broker.bootstrap, tmp_path)
-    n = produce_lines(svc, lines)
-    svc.start()
-    try:
-        svc.wait_ready()
-        svc.wait_processed(n, timeout=60)
+    with one_worker(Service(broker.bootstrap, tmp_path), lines) as svc:
         out = wait_outputs(svc, ids(ref), [svc], timeout=30, ref=ref)
         metrics = svc.get("/metrics")[1]
-    finally:
-        assert svc.stop() == 0
     assert ids(out) == ids(ref)
     eng = Engine(load_rules("rules"))
     for ln in lines:

@@ -85,6 +85,20 @@ def with_future_events(lines: list[str]) -> list[str]:
 
 
 @contextlib.contextmanager
+def one_worker(svc: Service, lines: list[str]):
+    """`lines` on the input topics, then `svc` started, ready and through
+    all of them; it must stop cleanly (exit 0) afterwards."""
+    n = produce_lines(svc, lines)
+    svc.start()
+    try:
+        svc.wait_ready()
+        svc.wait_processed(n, timeout=60)
+        yield svc
+    finally:
+        assert svc.stop() == 0
+
+
+@contextlib.contextmanager
 def two_workers(a: Service, lines: list[str]):
     """`lines` on the input topics, then `a` and a twin worker started and
     ready; both must stop cleanly (exit 0) afterwards."""

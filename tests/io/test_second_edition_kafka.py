@@ -10,8 +10,8 @@ import yaml
 
 from tests.engine.types.test_second_edition import RULES, _stream
 from tests.io.service import Service
-from tests.io.test_scaleout import ids, sharded, two_workers, wait_outputs
-from tests.io.test_worker import produce_lines, replay
+from tests.io.test_scaleout import ids, one_worker, sharded, two_workers, wait_outputs
+from tests.io.test_worker import replay
 
 pytestmark = pytest.mark.kafka
 
@@ -29,15 +29,8 @@ def test_new_types_through_kafka_equal_replay(broker, tmp_path):
     ref = replay(lines, str(rules))
     fired = {a["rule_id"] for a in ref["alerts"]}
     assert fired >= {"floor", "neg", "coupon", "takings", "price-below-floor"}, fired
-    svc = Service(broker.bootstrap, tmp_path, rules=rules)
-    n = produce_lines(svc, lines)
-    svc.start()
-    try:
-        svc.wait_ready()
-        svc.wait_processed(n, timeout=60)
+    with one_worker(Service(broker.bootstrap, tmp_path, rules=rules), lines) as svc:
         out = wait_outputs(svc, ids(ref), [svc], timeout=30, ref=ref)
-    finally:
-        assert svc.stop() == 0
     assert ids(out) == ids(ref)
 
 

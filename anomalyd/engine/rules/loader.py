@@ -625,11 +625,13 @@ def _across_rules(ruleset: RuleSet, places: dict[str, Place], ids: set[str]) -> 
     no chain of correlate rules reads itself."""
     out: list[RuleError] = []
     rules = {lr.rule.id: lr for lr in ruleset.rules}
+    every = [lr.rule for lr in ruleset.rules]
     for lr in ruleset.rules:
         r = lr.rule
         if not isinstance(r, CorrelateRule):
             continue
         place = places[r.id]
+        inputs = inputs_of(r, every)
         if isinstance(r.rules, list):
             for i, rid in enumerate(r.rules):
                 at = place(("rules", i))
@@ -642,7 +644,7 @@ def _across_rules(ruleset: RuleSet, places: dict[str, Place], ids: set[str]) -> 
                     out.append(
                         RuleError(lr.file, *at, f"{rid!r} is a shadow rule: its alerts are never inputs of a live rule")
                     )
-        elif not inputs_of(r, [x.rule for x in ruleset.rules]):
+        elif not inputs:
             out.append(
                 RuleError(
                     lr.file,
@@ -650,7 +652,7 @@ def _across_rules(ruleset: RuleSet, places: dict[str, Place], ids: set[str]) -> 
                     f"no {'' if r.mode == 'shadow' else 'live '}rule carries the tags {r.rules.tags}",
                 )
             )
-        for rid in inputs_of(r, [x.rule for x in ruleset.rules]):
+        for rid in inputs:
             missing = [g for g in r.group_by if g not in rules[rid].rule.group_by]
             if missing:
                 out.append(
@@ -661,7 +663,7 @@ def _across_rules(ruleset: RuleSet, places: dict[str, Place], ids: set[str]) -> 
                         f"{rid!r} (group_by {rules[rid].rule.group_by})",
                     )
                 )
-    cycle = find_cycle([lr.rule for lr in ruleset.rules])
+    cycle = find_cycle(every)
     if cycle:
         lr = rules[cycle[0]]
         out.append(

@@ -58,15 +58,15 @@ def inputs_of(rule: CorrelateRule, rules: Iterable[Any]) -> list[str]:
 
 def with_inputs(chosen: list[Any], rules: list[Any]) -> list[Any]:
     """`chosen` and every rule a correlate rule among them reads, transitively."""
+    by_id = {r.id: r for r in rules}
     ids = {r.id for r in chosen}
     todo = [r for r in chosen if isinstance(r, CorrelateRule)]
     while todo:
         for rid in inputs_of(todo.pop(), rules):
             if rid not in ids:
                 ids.add(rid)
-                r = next(x for x in rules if x.id == rid)
-                if isinstance(r, CorrelateRule):
-                    todo.append(r)
+                if isinstance(by_id[rid], CorrelateRule):
+                    todo.append(by_id[rid])
     return [r for r in rules if r.id in ids]
 
 

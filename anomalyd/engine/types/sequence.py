@@ -209,11 +209,8 @@ class SequenceRunner(WindowedRunner):
         kv = self.first_key(ev)
         if kv is None or self.open.get(kv) is not None:
             return  # no key, or already open: a second first event is ignored
-        key = self.key_of(ev)
+        key = self.group_key(ev)  # (a sequence has no top-level where: first.where is tested above)
         if key is _SKIP:
-            self.skipped_no_group += 1
-            return
-        if self.owns is not None and not self.owns(key):
             return
         fv = None
         if self.m_first is not None:
@@ -286,6 +283,10 @@ class SequenceRunner(WindowedRunner):
             )
 
     # -- state ----------------------------------------------------------------
+    def outcome_counts(self) -> dict[str, int]:
+        """Every outcome so far, by kind name (backtest, metrics)."""
+        return dict(zip(Outcomes.KINDS, self.outcomes, strict=True))
+
     def groups(self) -> int:
         return len(self.store) + len(self.open)
 

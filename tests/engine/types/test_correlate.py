@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from anomalyd.engine import snapshot
 from anomalyd.engine.engine import Engine
-from tests.helpers import MIN, T0, alerts, cmp, commands, inv, line, rule, run
+from tests.helpers import MIN, T0, alerts, cmp, commands, inv, line, restored_run, rule, run
 
 S = 1000
 
@@ -136,12 +135,7 @@ def test_restore_at_any_point_keeps_the_correlate_state():
     whole = run(rules, lines)
     assert any(v["rule_id"] == "incident" for t, _, v in whole if t == "alerts")
     for cut in range(0, len(lines), 7):
-        eng = Engine(rules)
-        out = [x for ln in lines[:cut] for x in eng.process_line(ln)]
-        eng2 = Engine([rule(**BURST), rule(**INCIDENT)])
-        snapshot.load(eng2, snapshot.dump(eng))
-        out += [x for ln in lines[cut:] for x in eng2.process_line(ln)]
-        assert out == whole, cut
+        assert restored_run(lambda: [rule(**BURST), rule(**INCIDENT)], lines, cut) == whole, cut
 
 
 def test_an_input_rule_changed_on_reload_stops_counting():

@@ -6,10 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from anomalyd.engine import snapshot
 from anomalyd.engine.engine import Engine
 from anomalyd.engine.rules.loader import RuleLoadError, load_rules
-from tests.helpers import MIN, T0, alerts, cmp, commands, inv, line, pay, rule, run
+from tests.helpers import MIN, T0, alerts, cmp, commands, inv, line, pay, restored_run, rule, run
 
 S = 1000
 
@@ -369,10 +368,4 @@ def test_restore_at_any_point_gives_the_same_output_with_the_new_types():
     whole = run(rules, lines)
     assert {v["rule_id"] for t, _, v in whole if t == "alerts"} >= {"floor", "neg", "coupon", "takings"}
     for cut in range(0, len(lines), 17):
-        eng = Engine(rules)
-        out = [x for ln in lines[:cut] for x in eng.process_line(ln)]
-        data = snapshot.dump(eng)
-        eng2 = Engine([rule(**r) for r in RULES])
-        snapshot.load(eng2, data)
-        out += [x for ln in lines[cut:] for x in eng2.process_line(ln)]
-        assert out == whole, cut
+        assert restored_run(lambda: [rule(**r) for r in RULES], lines, cut) == whole, cut

@@ -7,10 +7,9 @@ import json
 
 import pytest
 
-from anomalyd.engine import snapshot
 from anomalyd.engine.engine import Engine
 from anomalyd.engine.types import EngineConfig
-from tests.helpers import MIN, T0, alerts, line, rule, run
+from tests.helpers import MIN, T0, alerts, line, restored_run, rule, run
 
 S = 1000
 
@@ -184,10 +183,4 @@ def test_restore_at_any_point_keeps_open_expectations():
     whole = run(rules, lines)
     assert {v["rule_id"] for t, _, v in whole if t == "alerts"} == {"unpaid", "mismatch"}
     for cut in range(0, len(lines), 11):
-        eng = Engine(rules)
-        out = [x for ln in lines[:cut] for x in eng.process_line(ln)]
-        data = snapshot.dump(eng)
-        eng2 = Engine([rule(**dict(UNPAID, value=3)), rule(**MISMATCH)])
-        snapshot.load(eng2, data)
-        out += [x for ln in lines[cut:] for x in eng2.process_line(ln)]
-        assert out == whole, cut
+        assert restored_run(lambda: [rule(**dict(UNPAID, value=3)), rule(**MISMATCH)], lines, cut) == whole, cut
