@@ -91,6 +91,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+import msgspec
+
 from ..engine.decode import Rejected, decode_line
 from ..engine.engine import Engine
 from ..engine.lifecycle import ALERTS, COMMANDS, SHADOW_ALERTS
@@ -269,7 +271,7 @@ def _hashable(v: Any) -> Any:
 
 
 def _event_fields(ev: Any) -> dict[str, Any]:
-    d = ev.model_dump(mode="json")
+    d = msgspec.to_builtins(ev)
     attrs = d.pop("attrs", None) or {}
     for k, v in attrs.items():
         d[f"attrs.{k}"] = v

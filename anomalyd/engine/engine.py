@@ -11,15 +11,16 @@ import time
 from collections import Counter
 from typing import Any, Callable, Iterable
 
-from pydantic import ValidationError
+import msgspec
 
-from .decode import _ENVELOPE_CORE, Rejected, dead_letter, decode_line, decode_line_slow, decode_value, topic_of
+from .decode import Invalid, Rejected, dead_letter, decode_line_slow, decode_value, topic_of
 from .events import SOURCES
 from .lifecycle import ALERTS, DEAD_LETTER, SHADOW_ALERTS, Output
 from .rules.loader import RuleSet
 from .rules.model import RuleCore
 from .sharding import shard_of
 from .state import INF, StreamClock, Wake
+from .structs import LINE_DECODER, TOPIC_OF
 from .timeutil import format_duration
 from .types import EngineConfig, Runner, runner_for
 from .types.base import _SKIP
@@ -134,18 +135,14 @@ class Engine:
         """One replay line (`{"topic", "value"}` or a kcat -J envelope)."""
         # decode_line's fast path, inlined: one call fewer per event. When it
         # refuses the line, only the slow path runs (no second validation).
-        if type(line) is bytes and b"NaN" not in line and b"Infinity" not in line:
-            try:
-                env = _ENVELOPE_CORE.validate_json(line)
-            except ValidationError:
-                pass
-            else:
-                return self._line_event(env.topic, env.value, line, lineno)
-            decode = decode_line_slow
-        else:
-            decode = decode_line
         try:
-            topic, ev = decode(line)
+            env = LINE_DECODER.decode(line)
+        except Invalid:
+            pass
+        else:
+            return self._line_event(TOPIC_OF[type(env)], env.value, line, lineno)
+        try:
+            topic, ev = decode_line_slow(line)
         except Rejected as exc:
             return [self._dead(line, exc, topic_of(line), line=lineno)]
         return self._line_event(topic, ev, line, lineno)
@@ -202,7 +199,7 @@ class Engine:
         now = clock.now
         if ts >= now:  # in order: the common case
             if ts > self.future_limit and self.too_far_ahead(ts):
-                return [self.refuse_future(source, ev, ev.model_dump_json(), source)]
+                return [self.refuse_future(source, ev, msgspec.json.encode(ev), source)]
         elif now - ts > self.config.allowed_lateness_ms:
             self.late += 1  # too late: windows have moved on (documented)
             self.consumed[source] += 1

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 from aiokafka import TopicPartition
 
@@ -133,7 +133,7 @@ class Direct(ReadsInput):
         for source, part, valid in self.decoded(batch, outs):
             for origin, rec, ev in valid:
                 key = rec.key.decode("utf-8", "replace") if rec.key else None
-                buffer.push(part, cast(int, ev.ts), new_record(BufferedRecord, (source, ev, origin, key, rec.value)))
+                buffer.push(part, ev.ts, new_record(BufferedRecord, (source, ev, origin, key, rec.value)))
         for tp in list(self.stage.assigned):
             hw = consumer.highwater(tp)
             if hw is None:

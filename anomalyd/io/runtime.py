@@ -36,8 +36,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.abc import ConsumerRebalanceListener
 
 from ..engine.engine import Engine
-from ..engine.events import Event
 from ..engine.rules.loader import RuleSet
+from ..engine.structs import EventStruct
 from ..engine.timeutil import format_duration, parse_ts
 from .kafkalog import quiet_aiokafka
 from .ordering import Part
@@ -169,7 +169,7 @@ class DeadLetterLog:
 
 def decode_or_dead_letter(
     engine: Engine, source: str, origin: Origin, key: bytes | None, value: bytes | None, dead: list
-) -> Event | None:
+) -> EventStruct | None:
     """An input record, validated: its event, or None with its dead letter
     appended to `dead` (invalid, or too far in the future: refused when read,
     before any buffer, see Engine.too_far_ahead). Every stage that reads
@@ -280,7 +280,7 @@ class ReadsInput(Strategy):
     def topics(self) -> list[str]:
         return list(self.input_topics)
 
-    def decoded(self, batch: dict, dead: list) -> Iterator[tuple[str, Part, list[tuple[Origin, Any, Event]]]]:
+    def decoded(self, batch: dict, dead: list) -> Iterator[tuple[str, Part, list[tuple[Origin, Any, EventStruct]]]]:
         """Per input partition of a fetched batch: its source, (topic,
         partition) and valid events as (origin, record, event), one partition
         at a time (what is per partition is then done once, not per record).

@@ -39,7 +39,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 from aiokafka import TopicPartition
 
@@ -157,7 +157,7 @@ class Router(ReadsInput):
                 st = progress[part] = _Progress()
             hi, lo = st.max_ts, st.min_ts
             for origin, _rec, ev in valid:
-                ts = cast(int, ev.ts)  # epoch ms once validated
+                ts = ev.ts
                 if hi is None or ts > hi:
                     hi = ts
                 if lo is None or ts < lo:
@@ -498,7 +498,7 @@ class Shards(Strategy):
                 continue
             if not validated:
                 br = br._replace(raw=encode_event(br.event))  # checkpoints hold validated events only
-            buf.push(o, cast(int, br.event.ts), br)
+            buf.push(o, br.event.ts, br)
 
     def release(self, shard: Shard, wall: float, outs: list) -> None:
         buf, eng = shard.buffer, shard.engine
