@@ -23,9 +23,13 @@ from .events import EVENT_MODELS, MAX_STR
 from .timeutil import parse_ts
 
 
-class EventStruct(msgspec.Struct):
+class EventStruct(msgspec.Struct, gc=False):
     """An event as the engine reads it: attributes named as in the contract,
-    `ts` in epoch milliseconds once built."""
+    `ts` in epoch milliseconds once built.
+
+    gc=False: an event holds only strings, numbers and flat containers of
+    them, so it can be in no reference cycle; not tracking it halves the cost
+    of a decode while events are kept (the reorder buffer)."""
 
     if TYPE_CHECKING:  # the fields every event has (struct_of declares them)
         ts: int
