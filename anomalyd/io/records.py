@@ -120,8 +120,11 @@ def encode_event(ev: EventStruct) -> bytes:
 
 def decode_event(source: str, data: bytes) -> EventStruct:
     """An event the router validated (`encode_event`), rebuilt without
-    validating again."""
-    return EVENT_STRUCTS[source](*marshal.loads(data))
+    validating again. The previous release sent, and checkpointed, a dict of
+    the fields: such a record still reads."""
+    values = marshal.loads(data)
+    cls = EVENT_STRUCTS[source]
+    return cls(**values) if type(values) is dict else cls(*values)
 
 
 def rebuild(

@@ -238,3 +238,16 @@ def test_a_record_routed_by_the_previous_release_is_taken(tmp_path):
     assert shard.next_origin_offset == {INV: 8} and len(shard.buffer) == 1
     (rec,) = shard.buffer.items()
     assert rec.origin == Origin("inventory", 0, 7) and rec.event.sku == "S1"
+
+
+def test_a_routed_event_of_the_previous_release_reads_as_this_ones():
+    """The previous release routed (and checkpointed) an event as a marshal
+    dict of its fields; a shard upgraded mid-stream reads both alike."""
+    import marshal
+
+    from anomalyd.io.records import decode_event
+
+    ev = decode_value("orders", json.dumps({**_order(T0), "attrs": {"k": 1}}))
+    fields = {f: getattr(ev, f) for f in ev.__struct_fields__}
+    assert decode_event("orders", encode_event(ev)) == ev
+    assert decode_event("orders", marshal.dumps(fields)) == ev
