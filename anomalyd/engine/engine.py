@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 
 from pydantic import ValidationError
 
+from .actions import OPERATOR, decode_action, decode_action_line
 from .decode import _ENVELOPE_CORE, Rejected, dead_letter, decode_line, decode_line_slow, decode_value, topic_of
 from .events import SOURCES
 from .lifecycle import ALERTS, DEAD_LETTER, SHADOW_ALERTS, Output
@@ -25,6 +26,10 @@ from .types import EngineConfig, Runner, runner_for
 from .types.base import _SKIP
 from .types.correlate import CorrelateRule, CorrelateRunner, find_cycle, inputs_of
 from .types.sequence import SequenceRule
+
+# Refusals that depend on state: a shard holding only part of a scope says
+# nothing of them (another shard may hold what the action names).
+STATE_REFUSALS = ("not_open", "no_hold", "no_alert")
 
 
 class Engine:
@@ -46,6 +51,7 @@ class Engine:
         self.late = 0
         self.disorder = 0  # evaluated although older than the stream's time (within lateness)
         self.future = 0
+        self.actions: Counter[str] = Counter()  # operator actions applied, by action
         self.wall: Callable[[], float] = time.time  # the future-skew guard's clock (tests set it)
         self.future_limit = -1  # wall clock + max_future_skew (ms), refreshed when an event passes it
         self.ruleset_version = ""
@@ -97,6 +103,7 @@ class Engine:
                 handlers[src].append((fn, r.index(src)))
                 routers[src].append(r)
         self.by_source = {src: _dispatch(hs) for src, hs in handlers.items()}
+        self.by_source[OPERATOR] = (None, {}, [self._on_action])
         self.routers = routers
         self.consumers = {}
         links: dict[str, set[str]] = {}  # correlate rule <-> inputs, both ways
@@ -147,7 +154,15 @@ class Engine:
         try:
             topic, ev = decode(line)
         except Rejected as exc:
-            return [self._dead(line, exc, topic_of(line), line=lineno)]
+            if exc.code != "unknown_topic":
+                return [self._dead(line, exc, topic_of(line), line=lineno)]
+            try:  # an operator action (not an event type: its own decoder)
+                act = decode_action_line(line)
+            except Rejected as bad:
+                return [self._dead(line, bad, OPERATOR, line=lineno)]
+            if act is None:
+                return [self._dead(line, exc, topic_of(line), line=lineno)]
+            return self._line_event(OPERATOR, act, line, lineno)
         return self._line_event(topic, ev, line, lineno)
 
     def _line_event(self, topic: str, ev: Any, line: str | bytes, lineno: int | None) -> list[Output]:
@@ -183,6 +198,8 @@ class Engine:
     ) -> tuple[Any, Output | None]:
         """Validate a record without evaluating it: (event, None) or (None, dead letter)."""
         try:
+            if source == OPERATOR:
+                return decode_action(value), None
             return decode_value(source, value), None
         except Rejected as exc:
             return None, self._dead(value, exc, topic, partition=partition, offset=offset, key=key)
@@ -206,6 +223,9 @@ class Engine:
         elif now - ts > self.config.allowed_lateness_ms:
             self.late += 1  # too late: windows have moved on (documented)
             self.consumed[source] += 1
+            if source == OPERATOR:  # an operator must hear that it did nothing
+                late = Rejected("late_action", "ts is older than the stream's time by more than allowed_lateness")
+                out.append(self._dead(ev.model_dump_json(), late, OPERATOR))
             return out
         else:
             self.disorder += 1  # evaluated, but live output may differ from a time-ordered replay
@@ -223,6 +243,36 @@ class Engine:
         if self.consumers and len(out) > mark:
             self._deliver(out, mark)
         return out
+
+    def _on_action(self, act: Any, now: int, out: list[Output]) -> None:
+        """An operator action, in event-time order with the events (engine/actions.py)."""
+        r = self.runners.get(act.rule_id)
+        whole: bool | None = True  # this engine holds every group the scope may cover
+        if r is None:
+            refused: tuple[str, str] | None = ("unknown_rule", f"no enabled rule {act.rule_id!r}")
+        else:
+            if r.owns is not None:  # scale-out: every shard is sent the action
+                whole = self.owns_scope(r, act.scope)
+                if whole is False:
+                    return  # another shard's scope
+            refused = r.life.operate(act, now, out)
+        if refused is not None and (whole or refused[0] not in STATE_REFUSALS):
+            out.append(self._dead(act.model_dump_json(exclude_none=True), Rejected(*refused), OPERATOR))
+        elif refused is None:
+            self.actions[act.action] += 1
+
+    def owns_scope(self, r: Runner, scope: dict) -> bool | None:
+        """Scale-out: does this shard hold the scope's groups? A scope that
+        names the whole group key is one shard's (True or False); a coarser
+        one may span shards (None): each shard acts on its own part of it."""
+        assert r.owns is not None
+        fields = list(r.rule.group_by)
+        if r.pin is None and fields and set(scope) == set(fields) and len(scope) == len(fields):
+            key = scope[fields[0]] if len(fields) == 1 else tuple(scope[f] for f in fields)
+            return r.owns(key)
+        if r.pin is not None:
+            return r.owns("")  # the rule is evaluated whole on one shard
+        return None
 
     def too_far_ahead(self, ts: int) -> bool:
         """Is `ts` more than `max_future_skew` ahead of the wall clock?
