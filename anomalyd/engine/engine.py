@@ -266,13 +266,10 @@ class Engine:
         names the whole group key is one shard's (True or False); a coarser
         one may span shards (None): each shard acts on its own part of it."""
         assert r.owns is not None
-        fields = list(r.rule.group_by)
-        if r.pin is None and fields and set(scope) == set(fields) and len(scope) == len(fields):
-            key = scope[fields[0]] if len(fields) == 1 else tuple(scope[f] for f in fields)
-            return r.owns(key)
         if r.pin is not None:
             return r.owns("")  # the rule is evaluated whole on one shard
-        return None
+        key = _scope_key(r, scope)
+        return None if key is _SKIP else r.owns(key)
 
     def too_far_ahead(self, ts: int) -> bool:
         """Is `ts` more than `max_future_skew` ahead of the wall clock?
@@ -351,12 +348,27 @@ class Engine:
 
     def route(self, source: str, ev: Any, count: int) -> set[int]:
         """The shards that own a group this event belongs to, under any rule."""
+        if source == OPERATOR:
+            return self.route_action(ev, count)
         shards: set[int] = set()
         for r in self.routers[source]:
             key = r.route_key(source, ev)
             if key is not _SKIP:
                 shards.add(shard_of(key if r.pin is None else r.pin, count))
         return shards
+
+    def route_action(self, act: Any, count: int) -> set[int]:
+        """The shards an operator action goes to: the one holding its scope
+        (a scope naming the whole group key, or a rule pinned to one shard),
+        else every shard (each acts on its part). An unknown rule goes to
+        shard 0 alone, which dead-letters it once."""
+        r = self.runners.get(act.rule_id)
+        if r is None:
+            return {0}
+        if r.pin is not None:
+            return {shard_of(r.pin, count)}
+        key = _scope_key(r, act.scope)
+        return set(range(count)) if key is _SKIP else {shard_of(key, count)}
 
     def _advance(self, now: int, out: list[Output]) -> None:
         """Fire every scheduled moment up to `now`, across rules in time order."""
@@ -400,6 +412,14 @@ class Engine:
             "evictions": sum(self.evictions().values()),
             "alerts_evicted": sum(r.life.evicted for r in self.runners.values()),
         }
+
+
+def _scope_key(r: Runner, scope: dict) -> Any:
+    """The group key a scope names when it names every group_by field (_SKIP otherwise)."""
+    fields = r.rule.group_by
+    if not fields or set(scope) != set(fields):
+        return _SKIP
+    return scope[fields[0]] if len(fields) == 1 else tuple(scope[f] for f in fields)
 
 
 def _dispatch(handlers: list[tuple[Callable, Any]]) -> tuple[Callable | None, dict, list[Callable]]:

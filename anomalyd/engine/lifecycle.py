@@ -133,6 +133,7 @@ class Lifecycle:
         self.ttl = parse_duration(b.ttl) if b else 0
         self.counts: dict[tuple[str, str], int] = {}  # (severity, status) -> n, for metrics
         self.commands: dict[str, int] = {}
+        self.last_fired = -1  # event time of the latest firing record (the operators' API)
         self.window_text = format_duration(rule.ms("window")) if getattr(rule, "window", None) else ""
 
     # -- the one entry point rule types call -------------------------------
@@ -270,7 +271,7 @@ class Lifecycle:
         if a.ack is not None:
             rec["ack"] = dict(a.ack)
         if self.holds:
-            h = self.holds.get(self._scope(key)[0])
+            h = self.holds.get(self.scope_of(key)[0])
             if h is not None:
                 rec["hold"] = h.record()
         return rec
@@ -289,6 +290,7 @@ class Lifecycle:
         a = Active(now if started is None else started, "")
         a.value, a.threshold, a.details = value, threshold, details
         self.active[key] = a
+        self.last_fired = now
         rec = self._alert(key, "firing", a, now, evidence)  # sets a.alert_id (one fingerprint per record)
         out.append((self.topic, rec["fingerprint"], rec))
         if self.breaker:
@@ -307,7 +309,7 @@ class Lifecycle:
         self.evicted += 1
         if not self.breaker:
             return
-        skey, _ = self._scope(key)
+        skey, _ = self.scope_of(key)
         s = self.scopes.get(skey)
         if s is not None:
             s.groups.discard(key)
@@ -332,7 +334,7 @@ class Lifecycle:
             self._close(key, now, rec, out)
 
     # -- breaker ------------------------------------------------------------
-    def _scope(self, key: Hashable) -> tuple[str, dict]:
+    def scope_of(self, key: Hashable) -> tuple[str, dict]:
         assert self.breaker is not None  # only rules with a breaker have scopes
         group = self.group_of(key)
         scope = {f: group.get(f) for f in self.breaker.scope}
@@ -370,7 +372,7 @@ class Lifecycle:
     def _open(self, key: Hashable, a: Active, now: int, reason: str, out: list[Output], fresh: bool = True) -> None:
         """Open the group's scope unless it is open. `fresh`: a new episode,
         which opens a scope an operator closed (not one held closed)."""
-        skey, scope = self._scope(key)
+        skey, scope = self.scope_of(key)
         s = self.scopes.get(skey)
         h = self.holds.get(skey) if self.holds else None
         if h is not None and h.kind == "hold_closed":
@@ -391,13 +393,13 @@ class Lifecycle:
         s.groups.add(key)
 
     def _reopen_if_lapsed(self, key: Hashable, a: Active, now: int, out: list[Output]) -> None:
-        skey, _ = self._scope(key)
+        skey, _ = self.scope_of(key)
         s = self.scopes.get(skey)
         if s is None or s.expires <= now:
             self._open(key, a, now, f"still firing after the breaker lapsed: {self.rule.id}", out, fresh=False)
 
     def _close(self, key: Hashable, now: int, rec: dict, out: list[Output]) -> None:
-        skey, scope = self._scope(key)
+        skey, scope = self.scope_of(key)
         s = self.scopes.get(skey)
         if s is None:
             return

@@ -71,6 +71,7 @@ def runner_state(r) -> dict:
         "counts": dict(life.counts),
         "commands": dict(life.commands),
         "life_evicted": life.evicted,
+        "last_fired": life.last_fired,
         "orphans": dict(life.orphans),
         "own": r.dump_state(),
     }
@@ -105,6 +106,7 @@ def load_runner(r, st: dict) -> None:
     life.commands = dict(st["commands"])
     life.evicted = st.get("life_evicted", 0)  # absent in snapshots before the firing-alert cap
     life.orphans = dict(st.get("orphans", {}))
+    life.last_fired = st.get("last_fired", -1)
     if st.get("judge_from") is not None:  # snapshots of before 2026-12-02 (surge's own state)
         r.load_state({"judge_from": st["judge_from"]})
     r.load_state(st.get("own"))
