@@ -160,6 +160,7 @@ def test_api_cli_and_token_refusals_through_the_service(broker, tmp_path):
         head, row = listed.stdout.splitlines()
         assert head.split() == ["RULE", "BREAKER", "SCOPE", "STATE", "OPENED", "EXPIRES", "HOLD", "BY"]
         assert row.split()[:5] == ["r", "pause_sales", "sku=S", "held", "closed"] and row.split()[-1] == "bob"
+        assert svc.metric("anomalyd_operator_actions_total") == 3  # ack, close, hold
         commands = svc.outputs()["breaker-commands"]
         assert [(c["action"], c.get("by"), c["reason"]) for c in commands] == [
             ("open", None, "r (sku=S): value -5, threshold 0"),
