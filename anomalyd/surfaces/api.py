@@ -18,6 +18,7 @@ from typing import Any, Callable
 
 from ..engine.actions import decode_action_obj
 from ..engine.decode import Rejected
+from ..engine.lifecycle import _num
 from ..engine.timeutil import format_ts
 
 log = logging.getLogger("anomalyd.operator")
@@ -58,8 +59,8 @@ def alerts_view(engines: list) -> list[dict]:
                         "severity": r.rule.severity,
                         "mode": r.rule.mode,
                         "group": group,
-                        "value": a.value,
-                        "threshold": a.threshold,
+                        "value": _num(a.value),  # JSON numbers (NaN would break JSON.parse)
+                        "threshold": _num(a.threshold),
                         "started_at": _ts(a.started),
                         "age_s": max(0, now - a.started) // 1000,
                         "breaker": breaker,
