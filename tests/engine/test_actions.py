@@ -195,3 +195,16 @@ def test_holds_acks_and_closes_survive_a_restore_at_any_point():
     assert len(cmds(whole)) >= 6 and any(v.get("ack") for t, _, v in whole if t == "alerts")
     for cut in range(len(STREAM) + 1):
         assert restored_run(r, STREAM, cut) == whole, cut
+
+
+def test_an_action_from_the_future_is_refused_by_line_and_by_event():
+    from anomalyd.engine.actions import OPERATOR, decode_action_line
+    from anomalyd.engine.engine import Engine
+
+    far = T0 + 400 * 24 * 60 * MIN  # the tests' wall clock is set at T0
+    eng = Engine([rule(**NEG, breaker=BRK)])
+    eng.wall = lambda: T0 / 1000
+    line = act(far, "close", reason="x")
+    assert dead(eng.process_line(line)) == [("future_ts", "ts is more than 1d ahead of the wall clock")]
+    out = eng.process_event(OPERATOR, decode_action_line(line))  # the way backtest hands it over
+    assert dead(out) == [("future_ts", "ts is more than 1d ahead of the wall clock")]
