@@ -7,6 +7,7 @@ from pathlib import Path
 
 from pydantic import TypeAdapter
 
+from .engine.actions import OperatorAction
 from .engine.events import EVENT_MODELS
 from .engine.records import Alert, BreakerCommand, DeadLetter
 from .engine.types import RuleFile
@@ -17,6 +18,7 @@ def generate() -> dict[str, str]:
     docs = {}
     for topic, model in EVENT_MODELS.items():
         docs[f"event.{topic}.schema.json"] = model.model_json_schema(mode="validation")
+    docs["operator-action.schema.json"] = OperatorAction.model_json_schema(mode="validation")
     docs["alert.schema.json"] = Alert.model_json_schema(mode="serialization")
     docs["breaker-command.schema.json"] = BreakerCommand.model_json_schema(mode="serialization")
     docs["dead-letter.schema.json"] = DeadLetter.model_json_schema(mode="serialization")

@@ -93,6 +93,7 @@ from typing import Any, Iterable, Iterator
 
 import msgspec
 
+from ..engine.actions import OPERATOR, decode_action_line
 from ..engine.decode import Rejected, decode_line
 from ..engine.engine import Engine
 from ..engine.lifecycle import ALERTS, COMMANDS, SHADOW_ALERTS
@@ -174,6 +175,15 @@ def _label_of(raw: bytes) -> str | None:
     return lab if isinstance(lab, str) and lab else None
 
 
+def _action(raw: bytes) -> Any:
+    """An operator-action line's action; None for anything else (and a bad
+    action, which the engine's process_line dead-letters with its reason)."""
+    try:
+        return decode_action_line(raw)
+    except Rejected:
+        return None
+
+
 def _read(path: str, index: int) -> Iterator[Line]:
     f = sys.stdin.buffer if path == "-" else open(path, "rb")
     last_ts = -1
@@ -185,8 +195,11 @@ def _read(path: str, index: int) -> Iterator[Line]:
             ln = Line(last_ts, index, n, n, raw)
             try:
                 ln.topic, ln.event = decode_line(raw)
-            except Rejected:
-                pass
+            except Rejected as exc:
+                act = _action(raw) if exc.code == "unknown_topic" else None
+                if act is not None:  # an operator action, ordered by its ts like an event
+                    ln.topic, ln.event = OPERATOR, act
+                    ln.ts = last_ts = act.ts
             else:
                 ln.ts = last_ts = ln.event.ts
                 ln.label = _label_of(raw)

@@ -173,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
         "topic names and security from ANOMALYD_*, as for `run`)",
     )
 
+    from .operate import add_parsers as add_operate
+
+    operate = add_operate(sub)
     from .backtest import add_parser as add_backtest
 
     bt = add_backtest(sub)
@@ -198,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
         "simulate": s,
         "backtest": bt,
         "schemas": sc,
+        **operate,
     }
     return ap
 
@@ -255,6 +259,10 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 2
         return run(settings)
+    if a.cmd in ("breakers", "alerts"):
+        from .operate import run as run_operate
+
+        return run_operate(a, subs)
     if a.cmd == "backtest":
         from .backtest import run as run_backtest
 

@@ -32,6 +32,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from ..engine.actions import OPERATOR
 from ..engine.engine import Engine
 from ..engine.events import EVENT_MODELS
 from ..engine.lifecycle import ALERTS, COMMANDS, DEAD_LETTER, SHADOW_ALERTS
@@ -298,7 +299,11 @@ def _expand_input_at(items: list, start: int | None, name: str, where_of=None) -
             ev = {k: v.replace("{n}", str(r + 1)) if isinstance(v, str) else v for k, v in item.items()}
             if "ts" in ev:
                 ev["ts"] = base + r * every if isinstance(base, int) else base
-            ev.setdefault("event_id", f"{topic}-{n}")
+            if topic == OPERATOR:  # an action has no event_id; its `until` is a time like `ts`
+                if "until" in ev:
+                    ev["until"] = _time(ev["until"], start, where)
+            else:
+                ev.setdefault("event_id", f"{topic}-{n}")
             if repeat > 1 and "event_id" in item:
                 ev["event_id"] = f"{item['event_id']}-{r + 1}"
             ts = ev.get("ts")

@@ -30,6 +30,7 @@ def engine_config(s: Settings) -> EngineConfig:
 
 async def serve(s: Settings) -> int:
     from ..io.snapshots import SnapshotFile
+    from ..surfaces.api import OperatorApi, read_token
     from ..surfaces.http import serve as serve_http
     from ..surfaces.metrics import EngineCollector, PromHooks
     from ..surfaces.rules_watch import RulesWatcher
@@ -149,8 +150,26 @@ async def serve(s: Settings) -> int:
 
         watcher = RulesWatcher(s.rules_dir, good, bad)
         registry.register(EngineCollector(worker, watcher))
-        http = serve_http(s.metrics_host, s.metrics_port, registry, lambda: worker.alive, lambda: worker.ready)
         loop = asyncio.get_running_loop()
+        try:
+            token = read_token(s.console_token_file)
+        except (OSError, ValueError) as exc:
+            print(f"anomalyd: ANOMALYD_CONSOLE_TOKEN_FILE: {exc}; not starting", file=sys.stderr, flush=True)
+            return 1
+        api = OperatorApi(
+            lambda: [e for st in worker.stages for e in st.strategy.evaluating_engines()],
+            lambda topic, key, value: worker.producer.send(topic, key=key, value=value),
+            loop,
+            s.topic_operator_actions,
+            token,
+        )
+        log.info(
+            "operators' console on http://%s:%d/console (%s)",
+            s.metrics_host,
+            s.metrics_port,
+            "actions need the token" if token else "read-only: no ANOMALYD_CONSOLE_TOKEN_FILE",
+        )
+        http = serve_http(s.metrics_host, s.metrics_port, registry, lambda: worker.alive, lambda: worker.ready, api)
         loop.add_signal_handler(signal.SIGTERM, worker.stopping.set)
         loop.add_signal_handler(signal.SIGINT, worker.stopping.set)
         loop.add_signal_handler(signal.SIGHUP, lambda: watcher.check(force=True))

@@ -13,6 +13,7 @@ from typing import Any, Callable, Iterable
 
 import msgspec
 
+from .actions import OPERATOR, decode_action, decode_action_line
 from .decode import Invalid, Rejected, dead_letter, decode_line_slow, decode_value, topic_of
 from .events import SOURCES
 from .lifecycle import ALERTS, DEAD_LETTER, SHADOW_ALERTS, Output
@@ -26,6 +27,10 @@ from .types import EngineConfig, Runner, runner_for
 from .types.base import _SKIP
 from .types.correlate import CorrelateRule, CorrelateRunner, find_cycle, inputs_of
 from .types.sequence import SequenceRule
+
+# Refusals that depend on state: a shard holding only part of a scope says
+# nothing of them (another shard may hold what the action names).
+STATE_REFUSALS = ("not_open", "no_hold", "no_alert")
 
 
 class Engine:
@@ -47,6 +52,7 @@ class Engine:
         self.late = 0
         self.disorder = 0  # evaluated although older than the stream's time (within lateness)
         self.future = 0
+        self.actions: Counter[str] = Counter()  # operator actions applied, by action
         self.wall: Callable[[], float] = time.time  # the future-skew guard's clock (tests set it)
         self.future_limit = -1  # wall clock + max_future_skew (ms), refreshed when an event passes it
         self.ruleset_version = ""
@@ -98,6 +104,7 @@ class Engine:
                 handlers[src].append((fn, r.index(src)))
                 routers[src].append(r)
         self.by_source = {src: _dispatch(hs) for src, hs in handlers.items()}
+        self.by_source[OPERATOR] = (None, {}, [self._on_action])
         self.routers = routers
         self.consumers = {}
         links: dict[str, set[str]] = {}  # correlate rule <-> inputs, both ways
@@ -144,7 +151,15 @@ class Engine:
         try:
             topic, ev = decode_line_slow(line)
         except Rejected as exc:
-            return [self._dead(line, exc, topic_of(line), line=lineno)]
+            if exc.code != "unknown_topic":
+                return [self._dead(line, exc, topic_of(line), line=lineno)]
+            try:  # an operator action (not an event type: its own decoder)
+                act = decode_action_line(line)
+            except Rejected as bad:
+                return [self._dead(line, bad, OPERATOR, line=lineno)]
+            if act is None:
+                return [self._dead(line, exc, topic_of(line), line=lineno)]
+            return self._line_event(OPERATOR, act, line, lineno)
         return self._line_event(topic, ev, line, lineno)
 
     def _line_event(self, topic: str, ev: Any, line: str | bytes, lineno: int | None) -> list[Output]:
@@ -180,6 +195,8 @@ class Engine:
     ) -> tuple[Any, Output | None]:
         """Validate a record without evaluating it: (event, None) or (None, dead letter)."""
         try:
+            if source == OPERATOR:
+                return decode_action(value), None
             return decode_value(source, value), None
         except Rejected as exc:
             return None, self._dead(value, exc, topic, partition=partition, offset=offset, key=key)
@@ -199,10 +216,14 @@ class Engine:
         now = clock.now
         if ts >= now:  # in order: the common case
             if ts > self.future_limit and self.too_far_ahead(ts):
-                return [self.refuse_future(source, ev, msgspec.json.encode(ev), source)]
+                text = ev.model_dump_json() if source == OPERATOR else msgspec.json.encode(ev)
+                return [self.refuse_future(source, ev, text, source)]
         elif now - ts > self.config.allowed_lateness_ms:
             self.late += 1  # too late: windows have moved on (documented)
             self.consumed[source] += 1
+            if source == OPERATOR:  # an operator must hear that it did nothing
+                late = Rejected("late_action", "ts is older than the stream's time by more than allowed_lateness")
+                out.append(self._dead(ev.model_dump_json(), late, OPERATOR))
             return out
         else:
             self.disorder += 1  # evaluated, but live output may differ from a time-ordered replay
@@ -220,6 +241,33 @@ class Engine:
         if self.consumers and len(out) > mark:
             self._deliver(out, mark)
         return out
+
+    def _on_action(self, act: Any, now: int, out: list[Output]) -> None:
+        """An operator action, in event-time order with the events (engine/actions.py)."""
+        r = self.runners.get(act.rule_id)
+        whole: bool | None = True  # this engine holds every group the scope may cover
+        if r is None:
+            refused: tuple[str, str] | None = ("unknown_rule", f"no enabled rule {act.rule_id!r}")
+        else:
+            if r.owns is not None:  # scale-out: every shard is sent the action
+                whole = self.owns_scope(r, act.scope)
+                if whole is False:
+                    return  # another shard's scope
+            refused = r.life.operate(act, now, out)
+        if refused is not None and (whole or refused[0] not in STATE_REFUSALS):
+            out.append(self._dead(act.model_dump_json(exclude_none=True), Rejected(*refused), OPERATOR))
+        elif refused is None:
+            self.actions[act.action] += 1
+
+    def owns_scope(self, r: Runner, scope: dict) -> bool | None:
+        """Scale-out: does this shard hold the scope's groups? A scope that
+        names the whole group key is one shard's (True or False); a coarser
+        one may span shards (None): each shard acts on its own part of it."""
+        assert r.owns is not None
+        if r.pin is not None:
+            return r.owns("")  # the rule is evaluated whole on one shard
+        key = _scope_key(r, scope)
+        return None if key is _SKIP else r.owns(key)
 
     def too_far_ahead(self, ts: int) -> bool:
         """Is `ts` more than `max_future_skew` ahead of the wall clock?
@@ -298,12 +346,27 @@ class Engine:
 
     def route(self, source: str, ev: Any, count: int) -> set[int]:
         """The shards that own a group this event belongs to, under any rule."""
+        if source == OPERATOR:
+            return self.route_action(ev, count)
         shards: set[int] = set()
         for r in self.routers[source]:
             key = r.route_key(source, ev)
             if key is not _SKIP:
                 shards.add(shard_of(key if r.pin is None else r.pin, count))
         return shards
+
+    def route_action(self, act: Any, count: int) -> set[int]:
+        """The shards an operator action goes to: the one holding its scope
+        (a scope naming the whole group key, or a rule pinned to one shard),
+        else every shard (each acts on its part). An unknown rule goes to
+        shard 0 alone, which dead-letters it once."""
+        r = self.runners.get(act.rule_id)
+        if r is None:
+            return {0}
+        if r.pin is not None:
+            return {shard_of(r.pin, count)}
+        key = _scope_key(r, act.scope)
+        return set(range(count)) if key is _SKIP else {shard_of(key, count)}
 
     def _advance(self, now: int, out: list[Output]) -> None:
         """Fire every scheduled moment up to `now`, across rules in time order."""
@@ -347,6 +410,14 @@ class Engine:
             "evictions": sum(self.evictions().values()),
             "alerts_evicted": sum(r.life.evicted for r in self.runners.values()),
         }
+
+
+def _scope_key(r: Runner, scope: dict) -> Any:
+    """The group key a scope names when it names every group_by field (_SKIP otherwise)."""
+    fields = r.rule.group_by
+    if not fields or set(scope) != set(fields):
+        return _SKIP
+    return scope[fields[0]] if len(fields) == 1 else tuple(scope[f] for f in fields)
 
 
 def _dispatch(handlers: list[tuple[Callable, Any]]) -> tuple[Callable | None, dict, list[Callable]]:

@@ -9,6 +9,27 @@ from pydantic import BaseModel, ConfigDict, Field
 GroupValue = str | int | float
 
 
+class Ack(BaseModel):
+    """An operator's acknowledgement of a firing alert (an `ack` operator action)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    by: str
+    reason: str | None = None
+    ts: str = Field(description="Event time of the ack (RFC 3339)")
+
+
+class HoldInfo(BaseModel):
+    """The operator's hold on the alert's breaker scope when the record was made."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    action: Literal["hold_closed", "hold_open"]
+    until: str = Field(description="End of the hold (RFC 3339)")
+    by: str
+    reason: str
+
+
 class Alert(BaseModel):
     """One alert state change: `firing` or `resolved`. Key on `alerts`: fingerprint."""
 
@@ -33,6 +54,8 @@ class Alert(BaseModel):
     shadow: bool = Field(default=False, description="True for rules in shadow mode")
     runbook: str | None = None
     owner: str | None = None
+    ack: Ack | None = Field(default=None, description="Present once an operator acknowledged the episode")
+    hold: HoldInfo | None = Field(default=None, description="Present while an operator holds the breaker's scope")
 
 
 class BreakerCommand(BaseModel):
@@ -49,6 +72,7 @@ class BreakerCommand(BaseModel):
     reason: str
     ts: str
     expires_at: str
+    by: str | None = Field(default=None, description="The operator, on commands an operator action caused")
 
 
 class DeadLetter(BaseModel):

@@ -13,7 +13,7 @@ import zlib
 from collections import Counter, deque
 from typing import Any
 
-from .lifecycle import Active, ScopeState
+from .lifecycle import Active, Hold, ScopeState
 from .windows import EVIDENCE, History, WinState
 
 FORMAT = 2  # 2: the clock is the stream time alone
@@ -57,17 +57,21 @@ def runner_state(r) -> dict:
         "rotate_at": r.store.rotate_at,
         "timers": r.timers.dump(),
         "active": {
-            k: (a.started, a.alert_id, a.holds, a.last_true, a.value, a.threshold, a.details)
+            k: (a.started, a.alert_id, a.holds, a.last_true, a.value, a.threshold, a.details, a.ack)
             for k, a in life.active.items()
         },
         "pending": {
             k: (a.started, a.last_true, a.value, a.threshold, a.details, a.evidence) for k, a in life.pending.items()
         },
         "life_timers": life.timers.dump(),
-        "scopes": {k: (list(s.groups), s.opened, s.expires, s.command_id, s.alert_id) for k, s in life.scopes.items()},
+        "scopes": {
+            k: (list(s.groups), s.opened, s.expires, s.command_id, s.alert_id, s.closed) for k, s in life.scopes.items()
+        },
+        "holds": {k: h.dump() for k, h in life.holds.items()},
         "counts": dict(life.counts),
         "commands": dict(life.commands),
         "life_evicted": life.evicted,
+        "last_fired": life.last_fired,
         "orphans": dict(life.orphans),
         "own": r.dump_state(),
     }
@@ -80,9 +84,10 @@ def load_runner(r, st: dict) -> None:
     r.timers.load(st["timers"])
     life = r.life
     life.active = {}
-    for k, (started, alert_id, holds, last_true, value, threshold, details) in st["active"].items():
+    for k, (started, alert_id, holds, last_true, value, threshold, details, *ack) in st["active"].items():
         a = Active(started, alert_id)
         a.holds, a.last_true, a.value, a.threshold, a.details = holds, last_true, value, threshold, details
+        a.ack = ack[0] if ack else None  # absent in snapshots of before operator actions
         life.active[k] = a
     life.pending = {}
     for k, (started, last_true, value, threshold, details, evidence) in st.get("pending", {}).items():
@@ -91,14 +96,17 @@ def load_runner(r, st: dict) -> None:
         life.pending[k] = a
     life.timers.load(st["life_timers"])
     life.scopes = {}
-    for k, (groups, opened, expires, command_id, alert_id) in st["scopes"].items():
+    for k, (groups, opened, expires, command_id, alert_id, *closed) in st["scopes"].items():
         s = ScopeState(opened, expires, command_id, alert_id)
         s.groups = set(groups)
+        s.closed = bool(closed and closed[0])
         life.scopes[k] = s
+    life.holds = {k: Hold(*h) for k, h in st.get("holds", {}).items()}
     life.counts = dict(st["counts"])
     life.commands = dict(st["commands"])
     life.evicted = st.get("life_evicted", 0)  # absent in snapshots before the firing-alert cap
     life.orphans = dict(st.get("orphans", {}))
+    life.last_fired = st.get("last_fired", -1)
     if st.get("judge_from") is not None:  # snapshots of before 2026-12-02 (surge's own state)
         r.load_state({"judge_from": st["judge_from"]})
     r.load_state(st.get("own"))
@@ -116,6 +124,7 @@ def dump(engine, extra: Any = None) -> bytes:
         "next_tick": engine.next_tick,
         "consumed": dict(engine.consumed),
         "invalid": dict(engine.invalid),
+        "actions": dict(engine.actions),
         "rules": {rid: runner_state(r) for rid, r in engine.runners.items()},
         "extra": extra,
     }
@@ -136,6 +145,7 @@ def load(engine, data: bytes) -> tuple[Any, dict[str, list[str]]]:
     engine.next_tick = state["next_tick"]
     engine.consumed = Counter(state["consumed"])
     engine.invalid = Counter(state["invalid"])
+    engine.actions = Counter(state.get("actions", {}))
     report: dict[str, list[str]] = {"restored": [], "fresh": []}
     for rid, r in engine.runners.items():
         st = state["rules"].get(rid)

@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 
 from msgspec.structs import astuple
 
+from ..engine.actions import OPERATOR, OperatorAction
 from ..engine.structs import EVENT_STRUCTS, EventStruct
 
 # A named record from its fields in order, without the Python-level __new__
@@ -112,17 +113,22 @@ class Watermark:
         return [WatermarkEntry(*e) for e in json.loads(data)]
 
 
-def encode_event(ev: EventStruct) -> bytes:
+def encode_event(ev: Any) -> bytes:
     """A validated event, for a shard (`decode_event`): its field values in
-    order, as marshal (ts already in epoch milliseconds)."""
+    order, as marshal (ts already in epoch milliseconds); an operator action
+    (a pydantic model) as a dict of its fields."""
+    if type(ev) is OperatorAction:
+        return marshal.dumps(ev.__dict__)
     return marshal.dumps(astuple(ev))
 
 
-def decode_event(source: str, data: bytes) -> EventStruct:
+def decode_event(source: str, data: bytes) -> Any:  # an EventStruct, or an OperatorAction
     """An event the router validated (`encode_event`), rebuilt without
     validating again. The previous release sent, and checkpointed, a dict of
     the fields: such a record still reads."""
     values = marshal.loads(data)
+    if source == OPERATOR:
+        return OperatorAction.model_construct(**values)
     cls = EVENT_STRUCTS[source]
     return cls(**values) if type(values) is dict else cls(*values)
 

@@ -81,6 +81,7 @@ def figures(eng: Engine) -> dict:
         "expr_errors": {rid: r.expr_errors() for rid, r in eng.runners.items()},
         "distinct_capped": {rid: r.capped() for rid, r in eng.runners.items() if hasattr(r, "capped")},
         "outcomes": {rid: r.outcome_counts() for rid, r in eng.runners.items() if hasattr(r, "outcome_counts")},
+        "operator_actions": dict(eng.actions),
     }
 
 

@@ -7,7 +7,13 @@ from typing import Iterable
 
 from .admin import produce_jsonl
 
-KEY_FIELD = {"orders": "sku", "inventory": "sku", "payments": "payment_id", "complaints": "ticket_id"}
+KEY_FIELD = {
+    "orders": "sku",
+    "inventory": "sku",
+    "payments": "payment_id",
+    "complaints": "ticket_id",
+    "operator-actions": "rule_id",  # a rule's actions stay in order
+}
 
 
 def envelope_records(envelopes: Iterable[dict], topic_names: dict[str, str] | None = None):

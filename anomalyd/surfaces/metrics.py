@@ -8,6 +8,7 @@ import time
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from ..engine.actions import ACTIONS
 from ..io.runtime import Hooks, Runtime
 
 REASONS = (
@@ -105,6 +106,12 @@ class EngineCollector:
             if rid in cnt.get("distinct_capped", {}):
                 dc.add_metric([rid], cnt["distinct_capped"][rid])
         yield from (a, b, g, f, e, x, o, xe, dc, so)
+        oa = CounterMetricFamily(
+            "anomalyd_operator_actions", "Operator actions applied (refused ones are dead letters)", labels=["action"]
+        )
+        for action in ACTIONS:
+            oa.add_metric([action], cnt.get("operator_actions", {}).get(action, 0))
+        yield oa
         yield GaugeMetricFamily("anomalyd_rules_loaded", "Enabled rules running", value=gau["rules_loaded"])
         info = GaugeMetricFamily("anomalyd_ruleset_info", "Version of the running rule set", labels=["version"])
         info.add_metric([gau["version"] or "none"], 1)

@@ -13,6 +13,7 @@ from typing import Any, Mapping
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ..engine.actions import OPERATOR
 from ..engine.timeutil import parse_duration
 
 PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -66,6 +67,9 @@ class Settings(BaseSettings):
     topic_inventory: str = "inventory"
     topic_payments: str = "payments"
     topic_complaints: str = "complaints"
+    topic_operator_actions: str = Field(
+        "operator-actions", description="operator actions on breakers and alerts (an input, read in event time)"
+    )
     topic_alerts: str = "alerts"
     topic_alerts_shadow: str = "alerts-shadow"
     topic_commands: str = "breaker-commands"
@@ -93,6 +97,9 @@ class Settings(BaseSettings):
     checkpoint_interval: str = _renamed("checkpoint_interval", "5s", "how often state and offsets are checkpointed")
     metrics_host: str = Field("127.0.0.1", description="bind address of /metrics, /healthz, /readyz")
     metrics_port: int = 9108
+    console_token_file: Path | None = Field(
+        None, description="bearer token of the operators' actions (API and console); unset = read-only"
+    )
     reload_interval: str = Field("2s", description="how often the rules directory is checked for changes")
     log_alerts: bool = True
     alertmanager_url: str | None = Field(None, description="forward alerts to Alertmanager's v2 API (off when unset)")
@@ -227,6 +234,7 @@ class Settings(BaseSettings):
             self.topic_inventory: "inventory",
             self.topic_payments: "payments",
             self.topic_complaints: "complaints",
+            self.topic_operator_actions: OPERATOR,
         }
 
     def output_topics(self) -> dict[str, str]:

@@ -53,3 +53,13 @@ def test_make_rule_examples_reproduces_the_readme_output(tmp_path):
         )
         assert all(f"firing   {rid}" in made for rid in rules), (name, made)
         assert "\n```\n" + made + "```\n" in readme, f"the README does not show docs/examples/{name}.txt"
+
+
+def test_make_operator_example_reproduces_the_readme_output(tmp_path):
+    _script("make_operator_example.sh", tmp_path)
+    made = (tmp_path / "examples" / "operator.txt").read_text()
+    assert made == (REPO / "docs" / "examples" / "operator.txt").read_text(), (
+        "docs/examples/operator.txt is stale: run docs/make_operator_example.sh"
+    )
+    assert " by mei: hold_closed by mei" in made and "[ack: {'by': 'mei'" in made
+    assert "\n```\n" + made + "```\n" in (REPO / "README.md").read_text(), "the README does not show it"

@@ -210,7 +210,13 @@ def test_prometheus_scrapes_anomalyd_and_evaluates_the_rules(tmp_path):
             'sum by (topic) (rate(anomalyd_events_consumed_total{job=~"$job", instance=~"$instance"}[$__rate_interval]))'
         )
         topics = wait_for(lambda: query(per_topic), 10, "the events-per-topic panel to have data", procs, logs)
-        assert {r["metric"]["topic"] for r in topics} == {"orders", "inventory", "payments", "complaints"}
+        assert {r["metric"]["topic"] for r in topics} == {
+            "orders",
+            "inventory",
+            "payments",
+            "complaints",
+            "operator-actions",
+        }
     finally:
         stop(prom)
         stop(anomalyd)

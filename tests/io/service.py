@@ -15,7 +15,7 @@ from pathlib import Path
 
 from anomalyd.kafkatools.admin import consume_all, ensure_topics
 
-INPUTS = ["orders", "inventory", "payments", "complaints"]
+INPUTS = ["orders", "inventory", "payments", "complaints", "operator-actions"]
 OUTPUTS = ["alerts", "alerts-shadow", "breaker-commands", "dead-letter"]
 
 
