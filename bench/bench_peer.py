@@ -178,7 +178,9 @@ def one_run(name: str, envs: list[dict], last_ts: int, a, tmp: str) -> dict:
     tag = f"{name}-{uuid.uuid4().hex[:6]}"
     with EmbeddedBroker(port=0) as broker:
         bs = broker.bootstrap
-        ensure_topics(bs, {f"{tag}-{t}": PARTITIONS for t in SOURCES + OUTS})
+        names = [f"{tag}-{t}" for t in SOURCES + OUTS]
+        # Quix reads retention.ms of its input topics, which Tansu reports only when set at creation
+        ensure_topics(bs, {t: PARTITIONS for t in names}, {t: {"retention.ms": "604800000"} for t in names})
         produce_envelopes(bs, envs, {s: f"{tag}-{s}" for s in SOURCES})
         n = len(envs)
         if name == "anomalyd-3":
