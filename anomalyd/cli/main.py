@@ -177,7 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--live",
         action="store_true",
         help="with --to-kafka: live traffic, --rate events a second of wall clock from now (ts = when sent), "
-        "in 250 ms batches per partition; Ctrl-C stops",
+        "in 250 ms batches per partition (what the embedded broker copes with best); Ctrl-C stops",
     )
 
     from .backtest import add_parser as add_backtest

@@ -36,8 +36,9 @@ def produce_envelopes(
 
 # Tansu's memory storage keeps one object per produced batch and a fetch lists
 # all of a partition's objects, so live traffic sent in small batches slows
-# the embedded broker down as it fills; a batch per partition every 250 ms
-# kept it steady at 2,000 events/s (bench/bench_broker_steady.py).
+# the embedded broker down as it fills. At 2,000 events/s, a batch per
+# partition every 250 ms kept it under a third of a core for 10 minutes; 5 ms
+# batches took a whole core within the first (bench/README.md, issue 15).
 LIVE_BATCH_MS = 250
 
 
