@@ -327,6 +327,21 @@ class EmbeddedBroker:
     def running(self) -> bool:
         return self._proc is not None and self._proc.poll() is None
 
+    def usage(self) -> Optional[tuple[int, float]]:
+        """(resident memory in bytes, CPU seconds used so far) of the broker
+        process, read from /proc; None when it is not running or not on Linux."""
+        pid = self.pid if self.running else None
+        if pid is None:
+            return None
+        try:
+            with open(f"/proc/{pid}/statm") as f:
+                rss = int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # the name may hold spaces
+        except (OSError, ValueError, IndexError):
+            return None
+        return rss, (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def log_tail(self, max_bytes: int = 4000) -> str:
         """Last part of the broker log (for error messages and debugging)."""
         if self.log_path is None or not self.log_path.exists():

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 from pathlib import Path
 
 from .. import __version__
@@ -171,6 +172,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="BOOTSTRAP",
         help="produce to Kafka instead of writing a file (default 127.0.0.1:9092; "
         "topic names and security from ANOMALYD_*, as for `run`)",
+    )
+    s.add_argument(
+        "--live",
+        action="store_true",
+        help="with --to-kafka: live traffic, --rate events a second of wall clock from now (ts = when sent), "
+        "in 250 ms batches per partition (what the embedded broker copes with best); Ctrl-C stops",
     )
 
     from .operate import add_parsers as add_operate
@@ -342,9 +349,12 @@ def main(argv: list[str] | None = None) -> int:
                     file=sys.stderr,
                 )
                 return 2
+        if a.live and not a.to_kafka:
+            print("anomalyd simulate: --live sends to Kafka: give --to-kafka too", file=sys.stderr)
+            return 2
         kw = dict(
             seed=a.seed,
-            start=a.start if not a.start.isdigit() else int(a.start),
+            start=int(time.time() * 1000) if a.live else a.start if not a.start.isdigit() else int(a.start),
             minutes=a.minutes,
             rate=a.rate,
             skus=a.skus,
@@ -361,7 +371,16 @@ def main(argv: list[str] | None = None) -> int:
             if not _kafka_ok("simulate", a.to_kafka, s):
                 return 1
             topics = {source: topic for topic, source in s.input_topics().items()}
-            n = produce_envelopes(a.to_kafka, generate(**kw), topics, security=s.kafka_security())
+            if a.live:
+                from ..kafkatools.envelopes import produce_envelopes_live
+
+                try:
+                    n = produce_envelopes_live(a.to_kafka, generate(**kw), topics, security=s.kafka_security())
+                except KeyboardInterrupt:
+                    print("simulate: stopped", file=sys.stderr)
+                    return 130
+            else:
+                n = produce_envelopes(a.to_kafka, generate(**kw), topics, security=s.kafka_security())
             print(f"simulate: produced {n} events to {a.to_kafka}", file=sys.stderr)
             return 0
         if a.out == "-":

@@ -150,6 +150,12 @@ async def serve(s: Settings) -> int:
 
         watcher = RulesWatcher(s.rules_dir, good, bad)
         registry.register(EngineCollector(worker, watcher))
+        load = None
+        if broker is not None:
+            from ..broker.watch import BrokerLoad
+
+            load = BrokerLoad(broker.usage)
+            registry.register(load)
         loop = asyncio.get_running_loop()
         try:
             token = read_token(s.console_token_file)
@@ -179,12 +185,20 @@ async def serve(s: Settings) -> int:
                 await asyncio.sleep(s.ms("reload_interval") / 1000)
                 watcher.check()
 
+        async def watch_broker(load):
+            while not worker.stopping.is_set():
+                load.sample()
+                await asyncio.sleep(5)
+
         watch_task = asyncio.create_task(watch())
+        load_task = asyncio.create_task(watch_broker(load)) if load is not None else None
         am_task = asyncio.create_task(forwarder.run()) if forwarder else None
         try:
             await worker.run()
         finally:
             watch_task.cancel()
+            if load_task is not None:
+                load_task.cancel()
             if forwarder is not None:
                 await forwarder.close(timeout=3)  # never holds the shutdown for long
             if am_task is not None:

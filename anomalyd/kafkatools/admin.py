@@ -149,6 +149,7 @@ def produce_jsonl(
     linger_ms: int = 5,
     timeout_s: float = 60.0,
     flush_every: int | None = None,
+    batch_bytes: int = 16384,
 ) -> int:
     """Produce ``(topic, key, value)`` tuples with acks=all; flush; return the count.
 
@@ -161,6 +162,7 @@ def produce_jsonl(
         client_id=_CLIENT_ID,
         acks="all",
         linger_ms=linger_ms,
+        batch_size=batch_bytes,
         request_timeout_ms=int(timeout_s * 1000),
         **_sec(security),
     )

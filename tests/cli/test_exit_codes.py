@@ -109,6 +109,7 @@ CASES = [
     ("simulate --merchants 0", 2),
     ("simulate --start yesterday", 2),
     ("simulate --anomalies bogus", 2),
+    ("simulate --live --minutes 1", 2),
     ("simulate --minutes 1 -o no/dir/x", 2),
     ("schemas schemas-out", 0),
     ("schemas RULES/../schemas --check", 0),

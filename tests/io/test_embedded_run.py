@@ -54,7 +54,12 @@ def _run_once(tmp: Path, records: list, log: Path) -> dict:
         while (_metric(mport, "anomalyd_events_consumed_total") or 0) < len(records):
             assert p.poll() is None and time.time() < end, log.read_text()
             time.sleep(0.2)
-        return {"late": _metric(mport, "anomalyd_events_late_total"), "alerts": _metric(mport, "anomalyd_alerts_total")}
+        return {
+            "late": _metric(mport, "anomalyd_events_late_total"),
+            "alerts": _metric(mport, "anomalyd_alerts_total"),
+            "broker_rss": _metric(mport, "anomalyd_embedded_broker_rss_bytes"),
+            "broker_behind": _metric(mport, "anomalyd_embedded_broker_behind"),
+        }
     finally:
         p.send_signal(signal.SIGTERM)
         assert p.wait(timeout=20) == 0, log.read_text()
@@ -71,6 +76,8 @@ def _inv(i: int, ts: int, available: int) -> tuple:
 def test_a_second_run_on_a_new_embedded_broker_does_not_apply_the_first_runs_state(tmp_path):
     first = _run_once(tmp_path, [_inv(i, T0 + 3_600_000 + i, 5) for i in range(50)], tmp_path / "1.log")
     assert first["late"] == 0 and (tmp_path / "state").is_dir()
+    # the embedded broker's load is watched (BrokerLoad): its memory is known, and 50 events do not tire it
+    assert first["broker_rss"] > 1_000_000 and first["broker_behind"] == 0
     # The new broker's offsets restart at 0 and these events are an hour
     # older than the first run's stream time.
     second = _run_once(tmp_path, [_inv(1, T0, -3)], tmp_path / "2.log")
