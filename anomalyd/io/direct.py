@@ -240,7 +240,7 @@ class Direct(ReadsInput):
         self.stall_logged = now
         buf = self.buffer
         w = buf.watermark()
-        holders = [p for p, m in buf.part_max.items() if m == w]
+        holders = buf.holders()
         paused = {(tp.topic, tp.partition) for tp in self.stage.consumer.paused()}
         since = [None if (t := buf.caught_up.get(p)) is None else _secs(now - t) + " ago" for p in holders]
         log.warning(
@@ -295,9 +295,15 @@ class Direct(ReadsInput):
         """Keep the reorder buffer bounded. Busy partitions keep the fetcher's
         buffers full and can starve the one partition that holds the
         watermark; when the buffer grows large, pause every partition that is
-        ahead of the watermark, so the consumer fetches the one behind."""
+        ahead of the watermark, so the consumer fetches the one behind.
+        Not while the partitions at the watermark are caught up, waiting for
+        their grace period: nothing is left to fetch from them, and pausing
+        the others then stalled the end of a backlog by one grace period per
+        partition, one after the other (issue 15); the buffer may then grow
+        to 4 x max_buffer."""
         buffer, assigned, consumer = self.buffer, self.stage.assigned, self.stage.consumer
-        if len(buffer) <= self.max_buffer // 2:
+        n = len(buffer)
+        if n <= self.max_buffer // 2 or (n <= 4 * self.max_buffer and buffer.waits_for_idle()):
             ahead: set = set()
         elif len(buffer) > self.max_buffer or self.paused:
             # Recomputed every time: the partition at the watermark changes,

@@ -103,6 +103,22 @@ class ReorderBuffer:
                     w = m
         return w
 
+    def holders(self) -> list[Part]:
+        """The partitions that hold the watermark (none when it is +inf)."""
+        w = self.watermark()
+        idle_before = self.clock() - self.idle_s
+        return [
+            p
+            for p, since in self.caught_up.items()
+            if (since is None or since > idle_before) and self.part_max.get(p, -INF) <= w
+        ]
+
+    def waits_for_idle(self) -> bool:
+        """True when every partition that holds the watermark is caught up:
+        the stream waits for their grace period, and fetching cannot help."""
+        holders = self.holders()
+        return bool(holders) and all(self.caught_up.get(p) is not None for p in holders)
+
     def ready(self) -> Iterator[Any]:
         """Pop every item at or before the watermark, in (ts, arrival) order."""
         w = self.watermark()

@@ -103,3 +103,18 @@ def test_history_is_not_live_so_the_grace_period_still_applies():
     assert list(b.ready()) == ["b5"]
     c.t = 3.1
     assert list(b.ready()) == ["a10"]
+
+
+def test_it_says_when_the_stream_waits_only_for_caught_up_partitions():
+    c = Clock()
+    b = ReorderBuffer(idle_s=3, clock=c)
+    b.assign(["a", "b", "c"])
+    b.push("a", 10, "a10")
+    b.push("b", 20, "b20")
+    b.push("c", 30, "c30")
+    assert b.holders() == ["a"] and not b.waits_for_idle()  # a has more to fetch
+    b.set_caught_up("a", True)
+    assert b.waits_for_idle()  # only a's grace period holds the others: fetching them cannot hurt
+    c.t = 3.1
+    assert list(b.ready()) == ["a10", "b20"]
+    assert b.holders() == ["b"] and not b.waits_for_idle()
