@@ -182,6 +182,8 @@ async def bench_worker(bootstrap: str, prefix: str, n: int, state_dir: str, time
     await stop_worker(w, task)
     if task.done() and not task.cancelled() and task.exception():
         res["error"] = repr(task.exception())
+    _, snap_n, snap_sum = hist_quantile(hooks.snap, 0.5)
+    res.update(snap_n=snap_n, snap_s=snap_sum, snap_bytes=hooks.snap_bytes._value.get())
     fb = hooks.first_batch
     res.update(
         join_s=(fb - t0) if fb else None,
@@ -630,6 +632,10 @@ async def main(a) -> None:
             print(
                 f"  processed {wr['processed']:,}/{n:,} (late {wr['late']}, invalid {wr['invalid']}), alerts {wr['alerts']}; "
                 f"CPU {wr['cpu_s']:.1f} s; the last fifth of the backlog took {f(wr.get('last_fifth_s'), '{:.2f} s')}"
+            )
+            print(
+                f"  checkpoints: {wr['snap_n']}, {wr['snap_s']:.2f} s in all; the last snapshot "
+                f"{wr['snap_bytes'] / 1e3:,.0f} kB"
             )
             print(
                 f"  events/s incl. join: {f(wr.get('rate_with_join'))}   excl. join: {f(wr.get('rate_no_join'))}"
