@@ -300,10 +300,10 @@ class Direct(ReadsInput):
         their grace period: nothing is left to fetch from them, and pausing
         the others then stalled the end of a backlog by one grace period per
         partition, one after the other (issue 15); the buffer may then grow
-        to 4 x max_buffer."""
+        to 2 x max_buffer."""
         buffer, assigned, consumer = self.buffer, self.stage.assigned, self.stage.consumer
         n = len(buffer)
-        if n <= self.max_buffer // 2 or (n <= 4 * self.max_buffer and buffer.waits_for_idle()):
+        if n <= self.max_buffer // 2 or (n <= 2 * self.max_buffer and buffer.waits_for_idle()):
             ahead: set = set()
         elif len(buffer) > self.max_buffer or self.paused:
             # Recomputed every time: the partition at the watermark changes,
