@@ -371,15 +371,16 @@ async def bench_latency(
         return orig(source, ev)
 
     direct(w).engine.process_event = process_event
-    orig_push = direct(w).buffer.push
+    orig_push = direct(w).buffer.push_many
 
-    def push(part, ts, item):
-        eid = getattr(item[1], "event_id", "")
-        if eid.startswith("inj-"):
-            stages[eid] = {"ts": ts / 1000, "fetched": time.time()}
-        return orig_push(part, ts, item)
+    def push_many(part, items):
+        for ts, item in items:
+            eid = getattr(item[1], "event_id", "")
+            if eid.startswith("inj-"):
+                stages[eid] = {"ts": ts / 1000, "fetched": time.time()}
+        return orig_push(part, items)
 
-    direct(w).buffer.push = push
+    direct(w).buffer.push_many = push_many
     orig_emit = w.emit
 
     async def emit(outs):

@@ -179,9 +179,19 @@ class Direct(ReadsInput):
         if self.reread:
             batch = self._skip_seen(batch)
         for source, part, valid in self.decoded(batch, outs):
-            for origin, rec, ev in valid:
-                key = rec.key.decode("utf-8", "replace") if rec.key else None
-                buffer.push(part, cast(int, ev.ts), new_record(BufferedRecord, (source, ev, origin, key, rec.value)))
+            buffer.push_many(
+                part,
+                [
+                    (
+                        cast(int, ev.ts),
+                        new_record(
+                            BufferedRecord,
+                            (source, ev, origin, rec.key.decode("utf-8", "replace") if rec.key else None, rec.value),
+                        ),
+                    )
+                    for origin, rec, ev in valid
+                ],
+            )
         if fetched is not batch:  # skipped records were read too
             for tp, recs in fetched.items():
                 if recs:

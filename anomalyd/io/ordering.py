@@ -68,6 +68,20 @@ class ReorderBuffer:
         self.seq += 1
         heapq.heappush(self.heap, (ts, self.seq, item))
 
+    def push_many(self, part: Part, items: list[tuple[int, Any]]) -> None:
+        """`push` of one partition's (ts, item)s of a batch, its progress
+        recorded once."""
+        if not items:
+            return
+        self.advance(part, max(ts for ts, _ in items))
+        if self.caught_up.get(part) is not None:
+            self.caught_up[part] = None
+        heap, seq, heappush = self.heap, self.seq, heapq.heappush
+        for ts, item in items:
+            seq += 1
+            heappush(heap, (ts, seq, item))
+        self.seq = seq
+
     def advance(self, part: Part, ts: int) -> None:
         """A partition has moved to `ts` without an item here: scale-out
         shards learn the progress of every input partition from the router's

@@ -118,3 +118,19 @@ def test_it_says_when_the_stream_waits_only_for_caught_up_partitions():
     c.t = 3.1
     assert list(b.ready()) == ["a10", "b20"]
     assert b.holders() == ["b"] and not b.waits_for_idle()
+
+
+def test_a_batch_pushed_at_once_is_released_as_its_records_pushed_one_by_one():
+    one, many = ReorderBuffer(idle_s=3, clock=Clock()), ReorderBuffer(idle_s=3, clock=Clock())
+    batches = [("a", [(10, "a10"), (5, "a5"), (30, "a30")]), ("b", [(20, "b20"), (20, "b20'")]), ("a", [(40, "a40")])]
+    for b in (one, many):
+        b.assign(["a", "b"])
+    out_one, out_many = [], []
+    for part, items in batches:
+        for ts, item in items:
+            one.push(part, ts, item)
+        many.push_many(part, items)
+        out_one += list(one.ready())
+        out_many += list(many.ready())
+    assert out_many == out_one == ["a5", "a10", "b20", "b20'"]
+    assert many.part_max == one.part_max == {"a": 40, "b": 20}
