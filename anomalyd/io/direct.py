@@ -306,19 +306,17 @@ class Direct(ReadsInput):
         buffers full and can starve the one partition that holds the
         watermark; when the buffer grows large, pause every partition that is
         ahead of the watermark, so the consumer fetches the one behind.
-        Not while the partitions at the watermark are caught up, waiting for
-        their grace period: nothing is left to fetch from them, and pausing
-        the others then stalled the end of a backlog by one grace period per
-        partition, one after the other (issue 15); the buffer may then grow
-        to 2 x max_buffer."""
+        While the partitions at the watermark are caught up, only waiting
+        out their grace period, the ones that will hold it next are fetched
+        meanwhile: pausing them too stalled the end of a backlog by one grace
+        period per partition, one after the other (issue 15)."""
         buffer, assigned, consumer = self.buffer, self.stage.assigned, self.stage.consumer
-        n = len(buffer)
-        if n <= self.max_buffer // 2 or (n <= 2 * self.max_buffer and buffer.waits_for_idle()):
+        if len(buffer) <= self.max_buffer // 2:
             ahead: set = set()
         elif len(buffer) > self.max_buffer or self.paused:
             # Recomputed every time: the partition at the watermark changes,
             # and it must never stay paused (that would stall everything).
-            w = buffer.watermark()
+            w = buffer.watermark(past_grace=buffer.waits_for_idle())
             ahead = {tp for tp in assigned if buffer.part_max.get((tp.topic, tp.partition), -INF) > w}
             if len(buffer) <= self.max_buffer:
                 ahead &= self.paused  # between the marks: only keep pauses still ahead

@@ -104,9 +104,11 @@ class ReorderBuffer:
         elif self.caught_up.get(part) is None:
             self.caught_up[part] = self.clock()
 
-    def watermark(self) -> float:
+    def watermark(self, past_grace: bool = False) -> float:
+        """The watermark; `past_grace`: as it will be once every caught-up
+        partition's grace period is over (if no new data comes)."""
         w = INF
-        idle_before = self.clock() - self.idle_s
+        idle_before = INF if past_grace else self.clock() - self.idle_s
         floor = self.wall() * 1000 - self.live_delay_ms if self.live_delay_ms else -INF
         for p, since in self.caught_up.items():
             if since is None or since > idle_before:  # may still deliver older events

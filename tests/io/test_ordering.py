@@ -115,6 +115,7 @@ def test_it_says_when_the_stream_waits_only_for_caught_up_partitions():
     assert b.holders() == ["a"] and not b.waits_for_idle()  # a has more to fetch
     b.set_caught_up("a", True)
     assert b.waits_for_idle()  # only a's grace period holds the others: fetching them cannot hurt
+    assert b.watermark() == 10 and b.watermark(past_grace=True) == 20  # b holds next
     c.t = 3.1
     assert list(b.ready()) == ["a10", "b20"]
     assert b.holders() == ["b"] and not b.waits_for_idle()
