@@ -46,11 +46,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa:
 from prometheus_client import CollectorRegistry  # noqa: E402
 
 from anomalyd.broker.embedded import EmbeddedBroker  # noqa: E402
-from anomalyd.cli.run import engine_config  # noqa: E402
+from anomalyd.cli.run import engine_config, session_timeout_ms  # noqa: E402
 from anomalyd.engine.engine import Engine  # noqa: E402
 from anomalyd.engine.rules.loader import load_rules  # noqa: E402
 from anomalyd.engine.timeutil import parse_ts  # noqa: E402
-from anomalyd.io.direct import direct_worker  # noqa: E402
+from anomalyd.io.direct import Direct, direct_worker  # noqa: E402
 from anomalyd.io.runtime import Runtime  # noqa: E402
 from anomalyd.io.snapshots import SnapshotFile  # noqa: E402
 from anomalyd.kafkatools.admin import ensure_topics  # noqa: E402
@@ -105,7 +105,7 @@ def make_worker(bootstrap: str, prefix: str, state_dir: str) -> tuple[Runtime, B
         group_id=group,
         snapshots=SnapshotFile(Path(state_dir), group),
         checkpoint_interval_s=s.ms("checkpoint_interval") / 1000,
-        session_timeout_ms=s.session_timeout_ms,
+        session_timeout_ms=session_timeout_ms(s, embedded=True),  # as `anomalyd run` on the embedded broker
         security=s.kafka_security(),
         client_id=s.client_id,
         hooks=hooks,
@@ -148,10 +148,13 @@ async def bench_worker(bootstrap: str, prefix: str, n: int, state_dir: str, time
     task = asyncio.create_task(w.run())
     t_assigned = t_first_proc = t_fetched = t_done = None
     held_at_fetched = 0
+    trace: list[tuple[float, int]] = []  # (s since start, processed): where the end of the backlog stalls
+    cpu0 = time.process_time()
     while time.perf_counter() - t0 < timeout_s and not task.done():
         await asyncio.sleep(0.05)
         now = time.perf_counter()
         p = processed(w)
+        trace.append((now - t0, p))
         if t_assigned is None and w.assigned:
             t_assigned = now
         if t_first_proc is None and p > 0:
@@ -170,10 +173,17 @@ async def bench_worker(bootstrap: str, prefix: str, n: int, state_dir: str, time
         alerts=w.produced.get("alerts", 0),
         fetched=w.records,
         held_at_fetched=held_at_fetched,
+        cpu_s=time.process_time() - cpu0,  # this process: worker and bench (the broker is apart)
     )
+    if t_done:
+        # how long the last fifth of the backlog took, against the first four fifths' rate
+        t80 = next(t for t, p in trace if p >= 0.8 * n)
+        res["last_fifth_s"] = t_done - t0 - t80
     await stop_worker(w, task)
     if task.done() and not task.cancelled() and task.exception():
         res["error"] = repr(task.exception())
+    _, snap_n, snap_sum = hist_quantile(hooks.snap, 0.5)
+    res.update(snap_n=snap_n, snap_s=snap_sum, snap_bytes=hooks.snap_bytes._value.get())
     fb = hooks.first_batch
     res.update(
         join_s=(fb - t0) if fb else None,
@@ -313,6 +323,32 @@ async def bench_latency(
 
     reader = asyncio.create_task(read_alerts())
 
+    # The floor: a bare consumer (no group) reading the same input records
+    # with the worker's fetch wait; its latency is its read minus the ts.
+    bc = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        group_id=None,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=Direct.fetch_max_wait_ms,
+    )
+    await bc.start()
+    btps = [TopicPartition(t, p) for t in inputs for p in range(PARTITIONS)]
+    bc.assign(btps)
+    await bc.seek_to_beginning(*btps)
+    bare: list[tuple[int, float, bool]] = []  # (ts ms, latency s, an injected negative stock)
+
+    async def read_bare():
+        while not done.is_set():
+            batch = await bc.getmany(timeout_ms=50)
+            now = time.time()
+            for recs in batch.values():
+                for r in recs:
+                    v = json.loads(r.value)
+                    bare.append((v["ts"], now - v["ts"] / 1000, v["event_id"].startswith("inj-")))
+
+    bare_reader = asyncio.create_task(read_bare())
+
     # Diagnostics: events the engine got out of ts order, and how often the
     # reorder buffer's watermark is +inf (every partition treated as idle: no holding back).
     ooo = {"n": 0, "max_ms": 0, "hi": -1, "events": 0}
@@ -335,15 +371,16 @@ async def bench_latency(
         return orig(source, ev)
 
     direct(w).engine.process_event = process_event
-    orig_push = direct(w).buffer.push
+    orig_push = direct(w).buffer.push_many
 
-    def push(part, ts, item):
-        eid = getattr(item[1], "event_id", "")
-        if eid.startswith("inj-"):
-            stages[eid] = {"ts": ts / 1000, "fetched": time.time()}
-        return orig_push(part, ts, item)
+    def push_many(part, items):
+        for ts, item in items:
+            eid = getattr(item[1], "event_id", "")
+            if eid.startswith("inj-"):
+                stages[eid] = {"ts": ts / 1000, "fetched": time.time()}
+        return orig_push(part, items)
 
-    direct(w).buffer.push = push
+    direct(w).buffer.push_many = push_many
     orig_emit = w.emit
 
     async def emit(outs):
@@ -462,6 +499,8 @@ async def bench_latency(
     await asyncio.sleep(1.0 + direct(w).buffer.idle_s + 1.5)
     done.set()
     await reader
+    await bare_reader
+    await bc.stop()
     await sampler
     await lagger
     await ac.stop()
@@ -505,6 +544,8 @@ async def bench_latency(
     steady = [lat for ts, lat, _s, _r in alerts if warm_ms <= ts < tail_ms]
     early = [lat for ts, lat, _s, _r in alerts if ts < warm_ms]
     tail = [lat for ts, lat, _s, _r in alerts if ts >= tail_ms]
+    bare_all = [lat for ts, lat, _i in bare if warm_ms <= ts < tail_ms]
+    bare_inj = [lat for ts, lat, inj in bare if inj and warm_ms <= ts < tail_ms]
     rules: dict[str, int] = {}
     for _ts, _l, st, rid in alerts:
         rules[f"{rid}/{st}"] = rules.get(f"{rid}/{st}", 0) + 1
@@ -527,6 +568,12 @@ async def bench_latency(
         early_max=max(early) if early else None,
         tail_n=len(tail),
         tail_max=max(tail) if tail else None,
+        bare_n=len(bare_all),
+        bare_p50=pct(bare_all, 0.5),
+        bare_p99=pct(bare_all, 0.99),
+        bare_max=max(bare_all) if bare_all else None,
+        bare_inj_n=len(bare_inj),
+        bare_inj_p99=pct(bare_inj, 0.99),
         hist_p50=q50,
         hist_p99=q99,
         hist_n=hn,
@@ -584,7 +631,12 @@ async def main(a) -> None:
                 f"all processed at {f(wr['total_s'], '{:.2f} s')} after start"
             )
             print(
-                f"  processed {wr['processed']:,}/{n:,} (late {wr['late']}, invalid {wr['invalid']}), alerts {wr['alerts']}"
+                f"  processed {wr['processed']:,}/{n:,} (late {wr['late']}, invalid {wr['invalid']}), alerts {wr['alerts']}; "
+                f"CPU {wr['cpu_s']:.1f} s; the last fifth of the backlog took {f(wr.get('last_fifth_s'), '{:.2f} s')}"
+            )
+            print(
+                f"  checkpoints: {wr['snap_n']}, {wr['snap_s']:.2f} s in all; the last snapshot "
+                f"{wr['snap_bytes'] / 1e3:,.0f} kB"
             )
             print(
                 f"  events/s incl. join: {f(wr.get('rate_with_join'))}   excl. join: {f(wr.get('rate_no_join'))}"
@@ -636,6 +688,12 @@ async def main(a) -> None:
                     f"(n={r['n']}): p50 {ms(r['p50'])}, p99 {ms(r['p99'])}, max {ms(r['max'])}, mean {ms(r['mean'])}"
                 )
                 print(
+                    f"  bare consumer reading the same input records (read minus ts, same window, n={r['bare_n']:,}): "
+                    f"p50 {ms(r['bare_p50'])}, p99 {ms(r['bare_p99'])}, max {ms(r['bare_max'])}; "
+                    f"the injected negative stock alone (n={r['bare_inj_n']}) p99 {ms(r['bare_inj_p99'])}; "
+                    f"alert p99 / bare p99 = {f(r['p99'] / r['bare_p99'] if r['p99'] and r['bare_p99'] else None, '{:.2f}')}"
+                )
+                print(
                     f"  left out: warm-up n={r['early_n']} max {ms(r['early_max'])}; "
                     f"last 0.5 s n={r['tail_n']} max {ms(r['tail_max'])}"
                 )
@@ -681,6 +739,7 @@ async def main(a) -> None:
     ]
     for r in lat:
         rows.append((f"alert latency p50 / p99, {r['scenario']}", f"{ms(r['p50'])} / {ms(r['p99'])}  (n={r['n']})"))
+        rows.append((f"  bare consumer p50 / p99, {r['scenario']}", f"{ms(r['bare_p50'])} / {ms(r['bare_p99'])}"))
     width = max(len(k) for k, _ in rows)
     for k, v in rows:
         print(f"  {k:<{width}}  {v}")
@@ -707,8 +766,6 @@ if __name__ == "__main__":
     ap.add_argument("--timeout", type=float, default=150, help="give up on a throughput run after this many s")
     args = ap.parse_args()
     if args.fetch_max_wait_ms is not None:
-        from anomalyd.io.direct import Direct
-
         Direct.fetch_max_wait_ms = args.fetch_max_wait_ms
     LIVE_DELAY_MS = args.live_delay_ms
     print(

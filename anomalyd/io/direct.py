@@ -1,8 +1,10 @@
 """Direct mode: one stage reads every input partition, orders the events
 across partitions (ReorderBuffer) and evaluates them, so the output equals
-`anomalyd replay` on the same data. State (engine, buffered records,
-positions) is checkpointed to a snapshot file; after a crash the runtime
-resumes from it and produces the same records again with the same ids."""
+`anomalyd replay` on the same data. State (engine, input positions, and
+the offsets of the records still in the reorder buffer) is checkpointed to
+a snapshot file; after a crash the runtime resumes from it, reads the
+buffered records again from Kafka, and produces the same records again with
+the same ids."""
 
 from __future__ import annotations
 
@@ -32,6 +34,18 @@ def _secs(seconds: float) -> str:
     return format_duration(max(1, int(seconds)) * 1000)
 
 
+def offset_ranges(offsets: list[int]) -> list[tuple[int, int]]:
+    """Offsets as sorted [start, end) ranges (a partition's buffered records
+    are mostly consecutive)."""
+    ranges: list[tuple[int, int]] = []
+    for o in sorted(offsets):
+        if ranges and ranges[-1][1] == o:
+            ranges[-1] = (ranges[-1][0], o + 1)
+        elif not ranges or ranges[-1][1] < o:
+            ranges.append((o, o + 1))
+    return ranges
+
+
 def _event_time(ts: float) -> str:
     return format_ts(int(ts)) if -INF < ts < INF else str(ts)
 
@@ -56,6 +70,10 @@ class Direct(ReadsInput):
         self.clock = clock
         self.buffer = ReorderBuffer(partition_idle_s, live_delay_ms=partition_live_delay_ms)
         self.positions: dict[tuple[str, int], int] = {}  # input partition -> next offset to read
+        # After a restore, per input partition: the position the snapshot
+        # recorded and the offsets below it that the engine has not seen yet;
+        # every other record below it is skipped (released or dead-lettered).
+        self.reread: dict[tuple[str, int], tuple[int, set[int]]] = {}
         self.paused: set[TopicPartition] = set()
         self.held_since = self.fetch_checked = clock()
         self.stall_logged = -INF
@@ -77,34 +95,61 @@ class Direct(ReadsInput):
             log.error("snapshot %s unreadable (%s): starting from committed offsets", self.snapshots.path, exc)
             return
         self.positions = {(t, p): o for t, p, o in extra["positions"]}
-        refill(self.buffer, self.engine, extra["buffer"])
+        # Snapshots written before issue 15 hold the buffered records themselves.
+        refill(self.buffer, self.engine, extra.get("buffer", ()))
+        held = 0
+        for t, p, ranges in extra.get("held", ()):
+            offsets = {o for a, b in ranges for o in range(a, b)}
+            if offsets:
+                part = (t, p)
+                self.reread[part] = (self.positions[part], offsets)
+                self.positions[part] = min(offsets)  # read again from the first one still held
+                held += len(offsets)
         log.info(
-            "restored snapshot: %d rules with state, %d fresh, %d buffered, positions %s",
+            "restored snapshot: %d rules with state, %d fresh, %d buffered (%d to read again), positions %s",
             len(report["restored"]),
             len(report["fresh"]),
-            len(self.buffer),
+            len(self.buffer) + held,
+            held,
             sorted(self.positions.items()),
         )
 
+    def held(self) -> dict[tuple[str, int], list[int]]:
+        """Per input partition, the offsets below its position that the
+        engine has not seen: in the reorder buffer, or still to be read again
+        after a restore."""
+        held: dict[tuple[str, int], list[int]] = {}
+        for r in self.buffer.items():
+            o = r.origin
+            held.setdefault(o.part, []).append(o.offset)
+        for part, (_, offsets) in self.reread.items():
+            pos = self.positions[part]
+            held.setdefault(part, []).extend(o for o in offsets if o >= pos)
+        return held
+
     async def save(self, why: str, only: set[TopicPartition] | None) -> Saved:
-        buffered = self.buffer.items()  # sorted once
+        # The buffered records are not written: their offsets are, and a
+        # restore reads them again from Kafka (a checkpoint used to marshal
+        # and compress the raw bytes of every buffered record, 20-50k while
+        # a backlog drains).
+        held = self.held()
+        positions = dict(self.positions)
+        for part, (end, _) in self.reread.items():
+            positions[part] = max(positions[part], end)  # what lies between was seen or dead-lettered
         extra = {
-            "positions": [(t, p, o) for (t, p), o in self.positions.items()],
-            "buffer": [r.encode() for r in buffered],
+            "positions": [(t, p, o) for (t, p), o in positions.items()],
+            "held": [(t, p, offset_ranges(offsets)) for (t, p), offsets in held.items()],
         }
         data = snapshot.dump(self.engine, extra)
         await asyncio.get_running_loop().run_in_executor(None, self.snapshots.write, data)
         # Offsets committed to Kafka are for lag monitoring and for a lost
-        # snapshot file; they never pass a record still in the buffer.
-        low: dict[tuple[str, int], int] = {}
-        for r in buffered:
-            o = r.origin
-            low[o.part] = min(o.offset, low.get(o.part, o.offset))
+        # snapshot file; they never pass a record still held.
         commit = {}
         for tp in self.stage.assigned:
-            pos = self.positions.get((tp.topic, tp.partition))
+            part = (tp.topic, tp.partition)
+            pos = self.positions.get(part)
             if pos is not None:
-                commit[tp] = min(pos, low.get((tp.topic, tp.partition), pos))
+                commit[tp] = min(pos, min(held.get(part, ()), default=pos))
         return Saved(commit, len(data))
 
     # -- assignment ------------------------------------------------------------
@@ -130,10 +175,27 @@ class Direct(ReadsInput):
             return None
         engine, buffer, consumer = self.engine, self.buffer, self.stage.consumer
         outs: list = []
+        fetched = batch
+        if self.reread:
+            batch = self._skip_seen(batch)
         for source, part, valid in self.decoded(batch, outs):
-            for origin, rec, ev in valid:
-                key = rec.key.decode("utf-8", "replace") if rec.key else None
-                buffer.push(part, ev.ts, new_record(BufferedRecord, (source, ev, origin, key, rec.value)))
+            buffer.push_many(
+                part,
+                [
+                    (
+                        ev.ts,
+                        new_record(
+                            BufferedRecord,
+                            (source, ev, origin, rec.key.decode("utf-8", "replace") if rec.key else None, rec.value),
+                        ),
+                    )
+                    for origin, rec, ev in valid
+                ],
+            )
+        if fetched is not batch:  # skipped records were read too
+            for tp, recs in fetched.items():
+                if recs:
+                    self.read_to((tp.topic, tp.partition), recs[-1].offset + 1)
         for tp in list(self.stage.assigned):
             hw = consumer.highwater(tp)
             if hw is None:
@@ -156,10 +218,25 @@ class Direct(ReadsInput):
         self._flow_control()
         self._stall_check(released > 0)
         self._fetch_watch()
-        return outs, sum(len(recs) for recs in batch.values())
+        return outs, sum(len(recs) for recs in fetched.values())
 
     def read_to(self, part: tuple[str, int], next_offset: int) -> None:
         self.positions[part] = next_offset
+
+    def _skip_seen(self, batch: dict) -> dict:
+        """Records read again after a restore: only those the snapshot held."""
+        kept = {}
+        for tp, recs in batch.items():
+            part = (tp.topic, tp.partition)
+            again = self.reread.get(part)
+            if again is None or not recs:
+                kept[tp] = recs
+                continue
+            end, offsets = again
+            kept[tp] = [r for r in recs if r.offset >= end or r.offset in offsets]
+            if recs[-1].offset + 1 >= end:
+                del self.reread[part]
+        return kept
 
     def _stall_check(self, moved: bool) -> None:
         """Say once a minute why events are held, when they have been held
@@ -173,7 +250,7 @@ class Direct(ReadsInput):
         self.stall_logged = now
         buf = self.buffer
         w = buf.watermark()
-        holders = [p for p, m in buf.part_max.items() if m == w]
+        holders = buf.holders()
         paused = {(tp.topic, tp.partition) for tp in self.stage.consumer.paused()}
         since = [None if (t := buf.caught_up.get(p)) is None else _secs(now - t) + " ago" for p in holders]
         log.warning(
@@ -228,14 +305,18 @@ class Direct(ReadsInput):
         """Keep the reorder buffer bounded. Busy partitions keep the fetcher's
         buffers full and can starve the one partition that holds the
         watermark; when the buffer grows large, pause every partition that is
-        ahead of the watermark, so the consumer fetches the one behind."""
+        ahead of the watermark, so the consumer fetches the one behind.
+        While the partitions at the watermark are caught up, only waiting
+        out their grace period, the ones that will hold it next are fetched
+        meanwhile: pausing them too stalled the end of a backlog by one grace
+        period per partition, one after the other (issue 15)."""
         buffer, assigned, consumer = self.buffer, self.stage.assigned, self.stage.consumer
         if len(buffer) <= self.max_buffer // 2:
             ahead: set = set()
         elif len(buffer) > self.max_buffer or self.paused:
             # Recomputed every time: the partition at the watermark changes,
             # and it must never stay paused (that would stall everything).
-            w = buffer.watermark()
+            w = buffer.watermark(past_grace=buffer.waits_for_idle())
             ahead = {tp for tp in assigned if buffer.part_max.get((tp.topic, tp.partition), -INF) > w}
             if len(buffer) <= self.max_buffer:
                 ahead &= self.paused  # between the marks: only keep pauses still ahead
