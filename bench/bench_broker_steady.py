@@ -42,9 +42,9 @@ sys.path.insert(0, str(ROOT))
 
 from anomalyd.broker.embedded import EmbeddedBroker  # noqa: E402
 from anomalyd.kafkatools.admin import ensure_topics  # noqa: E402
+from bench.bench_broker_latency import PARTITIONS, consume  # noqa: E402  (the same plain consumer)
 from bench.bench_soak import pct  # noqa: E402
 
-PARTITIONS = 4
 _CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -93,35 +93,6 @@ def produce(bootstrap: str, topics: list[str], rate: float, seconds: float, batc
         await p.stop()
 
     asyncio.run(run())
-
-
-def consume(bootstrap: str, topics: list[str], seconds: float, fetch_wait_ms: int, q) -> None:
-    from aiokafka import AIOKafkaConsumer, TopicPartition
-
-    async def run() -> list[tuple[float, float]]:
-        c = AIOKafkaConsumer(
-            bootstrap_servers=bootstrap,
-            group_id=None,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            fetch_max_wait_ms=fetch_wait_ms,
-            max_poll_records=5000,
-        )
-        await c.start()
-        c.assign([TopicPartition(t, p) for t in topics for p in range(PARTITIONS)])
-        got: list[tuple[float, float]] = []
-        t_end = time.time() + seconds
-        while time.time() < t_end:
-            batch = await c.getmany(timeout_ms=200, max_records=5000)
-            now = time.time()
-            for recs in batch.values():
-                for r in recs:
-                    sent = json.loads(r.value)["sent"]
-                    got.append((sent, now - sent))
-        await c.stop()
-        return got
-
-    q.put(asyncio.run(run()))
 
 
 def main() -> None:
