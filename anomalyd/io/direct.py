@@ -250,7 +250,7 @@ class Direct(ReadsInput):
         self.stall_logged = now
         buf = self.buffer
         w = buf.watermark()
-        holders = buf.holders()
+        holders = [p for p, m in buf.part_max.items() if m == w]
         paused = {(tp.topic, tp.partition) for tp in self.stage.consumer.paused()}
         since = [None if (t := buf.caught_up.get(p)) is None else _secs(now - t) + " ago" for p in holders]
         log.warning(
@@ -305,18 +305,14 @@ class Direct(ReadsInput):
         """Keep the reorder buffer bounded. Busy partitions keep the fetcher's
         buffers full and can starve the one partition that holds the
         watermark; when the buffer grows large, pause every partition that is
-        ahead of the watermark, so the consumer fetches the one behind.
-        While the partitions at the watermark are caught up, only waiting
-        out their grace period, the ones that will hold it next are fetched
-        meanwhile: pausing them too stalled the end of a backlog by one grace
-        period per partition, one after the other (issue 15)."""
+        ahead of the watermark, so the consumer fetches the one behind."""
         buffer, assigned, consumer = self.buffer, self.stage.assigned, self.stage.consumer
         if len(buffer) <= self.max_buffer // 2:
             ahead: set = set()
         elif len(buffer) > self.max_buffer or self.paused:
             # Recomputed every time: the partition at the watermark changes,
             # and it must never stay paused (that would stall everything).
-            w = buffer.watermark(past_grace=buffer.waits_for_idle())
+            w = buffer.watermark()
             ahead = {tp for tp in assigned if buffer.part_max.get((tp.topic, tp.partition), -INF) > w}
             if len(buffer) <= self.max_buffer:
                 ahead &= self.paused  # between the marks: only keep pauses still ahead

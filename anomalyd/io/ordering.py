@@ -104,11 +104,9 @@ class ReorderBuffer:
         elif self.caught_up.get(part) is None:
             self.caught_up[part] = self.clock()
 
-    def watermark(self, past_grace: bool = False) -> float:
-        """The watermark; `past_grace`: as it will be once every caught-up
-        partition's grace period is over (if no new data comes)."""
+    def watermark(self) -> float:
         w = INF
-        idle_before = INF if past_grace else self.clock() - self.idle_s
+        idle_before = self.clock() - self.idle_s
         floor = self.wall() * 1000 - self.live_delay_ms if self.live_delay_ms else -INF
         for p, since in self.caught_up.items():
             if since is None or since > idle_before:  # may still deliver older events
@@ -118,22 +116,6 @@ class ReorderBuffer:
                 if m < w:
                     w = m
         return w
-
-    def holders(self) -> list[Part]:
-        """The partitions that hold the watermark (none when it is +inf)."""
-        w = self.watermark()
-        idle_before = self.clock() - self.idle_s
-        return [
-            p
-            for p, since in self.caught_up.items()
-            if (since is None or since > idle_before) and self.part_max.get(p, -INF) <= w
-        ]
-
-    def waits_for_idle(self) -> bool:
-        """True when every partition that holds the watermark is caught up:
-        the stream waits for their grace period, and fetching cannot help."""
-        holders = self.holders()
-        return bool(holders) and all(self.caught_up.get(p) is not None for p in holders)
 
     def ready(self) -> Iterator[Any]:
         """Pop every item at or before the watermark, in (ts, arrival) order."""

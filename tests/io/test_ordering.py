@@ -103,35 +103,3 @@ def test_history_is_not_live_so_the_grace_period_still_applies():
     assert list(b.ready()) == ["b5"]
     c.t = 3.1
     assert list(b.ready()) == ["a10"]
-
-
-def test_it_says_when_the_stream_waits_only_for_caught_up_partitions():
-    c = Clock()
-    b = ReorderBuffer(idle_s=3, clock=c)
-    b.assign(["a", "b", "c"])
-    b.push("a", 10, "a10")
-    b.push("b", 20, "b20")
-    b.push("c", 30, "c30")
-    assert b.holders() == ["a"] and not b.waits_for_idle()  # a has more to fetch
-    b.set_caught_up("a", True)
-    assert b.waits_for_idle()  # only a's grace period holds the others: fetching them cannot hurt
-    assert b.watermark() == 10 and b.watermark(past_grace=True) == 20  # b holds next
-    c.t = 3.1
-    assert list(b.ready()) == ["a10", "b20"]
-    assert b.holders() == ["b"] and not b.waits_for_idle()
-
-
-def test_a_batch_pushed_at_once_is_released_as_its_records_pushed_one_by_one():
-    one, many = ReorderBuffer(idle_s=3, clock=Clock()), ReorderBuffer(idle_s=3, clock=Clock())
-    batches = [("a", [(10, "a10"), (5, "a5"), (30, "a30")]), ("b", [(20, "b20"), (20, "b20'")]), ("a", [(40, "a40")])]
-    for b in (one, many):
-        b.assign(["a", "b"])
-    out_one, out_many = [], []
-    for part, items in batches:
-        for ts, item in items:
-            one.push(part, ts, item)
-        many.push_many(part, items)
-        out_one += list(one.ready())
-        out_many += list(many.ready())
-    assert out_many == out_one == ["a5", "a10", "b20", "b20'"]
-    assert many.part_max == one.part_max == {"a": 40, "b": 20}

@@ -217,8 +217,8 @@ def test_kill_9_ten_times_with_a_backlog_loses_no_alert(broker, tmp_path):
     assert {"unpaid-orders-holding-stock", "payment-order-mismatch", "payment-channel-incident"} <= {
         a["rule_id"] for a in ref["alerts"]
     }
-    # Checkpoints every 250 ms: a run waiting for one must not eat the backlog.
-    svc = Service(broker.bootstrap, tmp_path, ANOMALYD_SESSION_TIMEOUT_MS="4000", ANOMALYD_CHECKPOINT_INTERVAL="250ms")
+    # Checkpoints every 500 ms: a run waiting for one must not eat the backlog.
+    svc = Service(broker.bootstrap, tmp_path, ANOMALYD_SESSION_TIMEOUT_MS="4000", ANOMALYD_CHECKPOINT_INTERVAL="500ms")
     n = produce_lines(svc, sim)
     rng = random.Random(4)
     progress = []
