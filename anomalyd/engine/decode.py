@@ -150,8 +150,8 @@ def decode_value(topic: str, raw: str | bytes) -> EventStruct:
     if not isinstance(obj, dict):
         raise Rejected("not_object", f"not a JSON object (got {type(obj).__name__})")
     try:
-        # A record msgspec refused and pydantic takes (none is known; the
-        # fuzz suite compares them) is still an event, as the models say.
+        # A record msgspec refused and pydantic takes (none is known;
+        # tests/engine/test_structs.py compares them) is still an event.
         ev = _VALUE_ADAPTERS[topic].validate_python(obj, strict=True)
         return EVENT_STRUCTS[topic](**ev.__dict__)
     except ValidationError as err:
